@@ -8,3 +8,5 @@ export * from './memory.ts';
 export * from './frames.ts';
 export * from './identity-port.ts';
 export * from './trace.ts';
+export * from './scheduler.ts';
+export * from './process.ts';
