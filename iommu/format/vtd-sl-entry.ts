@@ -75,3 +75,6 @@ export function slMakeLo(addr: number, perm: number, superpage: boolean): number
 export function slMakeHi(addr: number): number {
   return Math.floor(addr / 0x1_0000_0000) & SL_PTE_ADDR_HI;
 }
+
+/** Snoop bit mask in `lo` (bit 11): set in leaves mapped with `IOMMU_CACHE`. */
+export const SL_PTE_SNP = mask32(SlPte.SNP);
