@@ -331,6 +331,9 @@ export class Simulator extends Scheduler {
   #sawProcess = false;
   #pumping = false;
   #run: ActiveRun | null = null;
+  readonly #pumpTask = (): void => {
+    if (this.#runnable === 0) this.#pump();
+  };
 
   /** Every process created, in creation order. */
   get processes(): readonly SimProcess[] {
@@ -466,7 +469,9 @@ export class Simulator extends Scheduler {
 
   /** @internal */
   onParked(_p: SimProcess): void {
-    if (--this.#runnable === 0) this.#pump();
+    // Parking happens as the wait's promise is made, just before the body awaits it: dispatch resumes in a
+    // microtask, once the body has really suspended.
+    if (--this.#runnable === 0) queueMicrotask(this.#pumpTask);
   }
 
   /** @internal */
