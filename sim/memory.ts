@@ -138,9 +138,28 @@ export class PhysicalMemory {
     this.#check(src, len, 'copy');
     this.#check(dst, len, 'copy');
     if (len === 0) return;
-    const tmp = new Uint8Array(len);
-    this.read(src, tmp, 0, len);
-    this.write(dst, tmp, 0, len);
+    if (dst > src && dst < src + len) {
+      // A forward copy would overwrite source bytes before reading them; stage the (rare) overlap.
+      const tmp = new Uint8Array(len);
+      this.read(src, tmp, 0, len);
+      this.write(dst, tmp, 0, len);
+      return;
+    }
+    // Frame to frame, in pieces bounded by both sides' frame edges: no staging buffer, one memcpy per piece.
+    while (len > 0) {
+      const so = src & FRAME_MASK;
+      const dOff = dst & FRAME_MASK;
+      const n = Math.min(len, FRAME_SIZE - so, FRAME_SIZE - dOff);
+      const dfn = Math.floor(dst / FRAME_SIZE);
+      const df = this.#frames[dfn] ?? this.#materialise(dfn);
+      const sf = this.#frames[Math.floor(src / FRAME_SIZE)];
+      if (sf === undefined) df.fill(0, dOff, dOff + n);
+      else if (n === FRAME_SIZE) df.set(sf);
+      else df.set(sf.subarray(so, so + n), dOff);
+      src += n;
+      dst += n;
+      len -= n;
+    }
   }
 
   /** Reads the byte at `addr`. */
@@ -182,6 +201,7 @@ export class PhysicalMemory {
 
   /** Writes the little-endian 16-bit `v` at `addr`. */
   write16(addr: number, v: number): void {
+    this.#check(addr, 2, 'write16');
     this.write8(addr, v & 0xff);
     this.write8(addr + 1, (v >>> 8) & 0xff);
   }
@@ -205,6 +225,7 @@ export class PhysicalMemory {
 
   /** Writes the little-endian 64-bit `v` (taken modulo 2^64) at `addr`. */
   write64(addr: number, v: bigint): void {
+    this.#check(addr, 8, 'write64');
     this.write32(addr, Number(v & 0xffffffffn));
     this.write32(addr + 4, Number((v >> 32n) & 0xffffffffn));
   }
