@@ -1,4 +1,4 @@
-import type { MsiSink, PhysicalMemory, Stats, TraceBus } from '../../sim/index.ts';
+import { Priority, type MsiSink, type PhysicalMemory, type Stats, type TraceBus } from '../../sim/index.ts';
 
 /**
  * The part of the simulator's scheduler the unit needs (the `Simulator` satisfies it): virtual time and
@@ -60,7 +60,7 @@ export const VTD_DEFAULTS = {
   sourceId: 0,
   cachingMode: false,
   staleOracle: false,
-  priority: 20,
+  priority: Priority.HARDWARE,
 } as const;
 
 /** Problems with `o` (empty when it is valid): the machine's configuration check reports them. */
