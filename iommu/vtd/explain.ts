@@ -194,7 +194,8 @@ export function formatExplain(r: ExplainResult): string {
   if (r.mode === 'pass-through') out.push('context TT = 2: pass-through, the address goes to memory untranslated');
   if (r.ok && r.phys !== null) {
     const size = r.pageSize === null ? '' : ` (${sizeName(r.pageSize)} page, ${r.perm?.read ? 'R' : '-'}${r.perm?.write ? 'W' : '-'})`;
-    out.push(`=> phys ${hexGrouped(r.phys)}${size}`);
+    const off = r.pageSize !== null && r.pageSize > 0x1000 ? `, offset 0x${(r.iova % BigInt(r.pageSize)).toString(16)} in the superpage (L1 bits and the 12-bit offset together)` : '';
+    out.push(`=> phys ${hexGrouped(r.phys)}${size}${off}`);
   } else if (r.fault !== null) {
     out.push(`=> FAULT reason 0x${r.fault.reason.toString(16)}: ${r.fault.text}`);
   }

@@ -10,3 +10,5 @@ export * from './register-file.ts';
 export * from './explain.ts';
 export * from './unit.ts';
 export * from './port.ts';
+export * from './readme.ts';
+export * from './example.ts';
