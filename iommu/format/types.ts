@@ -152,6 +152,20 @@ export function releaseGather(g: IotlbGather, alloc: TablePageAllocator): number
   return n;
 }
 
+/** One leaf mapping, as {@link IoPageTableOps.leafAt} reports it. */
+export interface IoLeaf {
+  /** IOVA of the first byte the leaf maps. */
+  readonly iova: number;
+  /** Physical address it maps to. */
+  readonly phys: number;
+  /** Bytes it maps (one of the sizes in `pgsizeBitmap`). */
+  readonly size: number;
+  /** Table level holding it (1 for 4 KiB). */
+  readonly level: number;
+  /** {@link IommuProt} flags it grants. */
+  readonly prot: number;
+}
+
 /**
  * An I/O page-table format (Linux `struct io_pgtable_ops` plus its `io_pgtable_cfg`): the only interface
  * the IOMMU driver uses to change translations. Addresses and sizes are `number`s; anything that is not a
@@ -187,6 +201,8 @@ export interface IoPageTableOps {
   unmap(iova: number, size: number, gather: IotlbGather | null): PgtResult;
   /** The physical address `iova` translates to, or -1 if it is not mapped. */
   iovaToPhys(iova: number): number;
+  /** The leaf that maps `iova`, or null (for explainers and tests; allocates, so not for hot paths). */
+  leafAt(iova: number): IoLeaf | null;
   /**
    * Frees every table page, the root included. The caller must already have detached the table from
    * the hardware and invalidated its caches.

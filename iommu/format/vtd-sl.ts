@@ -3,6 +3,7 @@ import {
   IommuProt,
   PgtError,
   gatherAddRange,
+  type IoLeaf,
   type IoPageTableOps,
   type IotlbGather,
   type PgtResult,
@@ -122,6 +123,7 @@ export class VtdSlPageTable implements IoPageTableOps {
   #leafLevel = 0;
   #leafBase = 0;
   #leafPhys = 0;
+  #leafLo = 0;
 
   /** State of one {@link #clearRange}. */
   #unmapped = 0;
@@ -355,6 +357,7 @@ export class VtdSlPageTable implements IoPageTableOps {
         this.#leafLevel = l;
         this.#leafBase = va - (va % lvlSize(l));
         this.#leafPhys = addr;
+        this.#leafLo = lo;
         return true;
       }
       table = addr;
@@ -378,6 +381,14 @@ export class VtdSlPageTable implements IoPageTableOps {
     if (!(Number.isSafeInteger(iova) && iova >= 0 && iova < this.#iasLimit)) return -1;
     if (!this.#findLeaf(iova)) return -1;
     return this.#leafPhys + (iova - this.#leafBase);
+  }
+
+  leafAt(iova: number): IoLeaf | null {
+    this.#live();
+    if (!(Number.isSafeInteger(iova) && iova >= 0 && iova < this.#iasLimit)) return null;
+    if (!this.#findLeaf(iova)) return null;
+    const prot = (this.#leafLo & RW) | ((this.#leafLo & SL_PTE_SNP) !== 0 ? IommuProt.CACHE : 0);
+    return { iova: this.#leafBase, phys: this.#leafPhys, size: lvlSize(this.#leafLevel), level: this.#leafLevel, prot };
   }
 
   destroy(): void {
