@@ -1,0 +1,4 @@
+/** The board: `createMachine(config)` and its validated configuration. */
+export * from './config.ts';
+export * from './size.ts';
+export * from './machine.ts';
