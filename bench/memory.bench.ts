@@ -106,12 +106,13 @@ export function prepareCopy(bytes: number, path: CopyPath = 'copy'): () => RunRe
 const RATIO_TARGET = 0.7;
 
 function copyBench(label: string, bytes: number, ratioTarget?: number): BenchmarkDef {
+  const size = bytes >= 1 << 20 ? `${bytes >> 20} MiB` : `${bytes >> 10} KiB`;
   return {
     name: `mem.copy.${label}`,
     unit: 'MB/s',
     description:
-      `DMA-style copy of ${label} between scattered 4 KiB frames of 1 GiB memory (PhysicalMemory.copy per frame); ` +
-      `extra: rawMBps of Uint8Array.set of ${label} in the same run, ratio = value / rawMBps` +
+      `DMA-style copy of ${size} between scattered 4 KiB frames of 1 GiB memory (PhysicalMemory.copy per frame); ` +
+      `extra: rawMBps of Uint8Array.set of ${size} in the same run, ratio = value / rawMBps` +
       (ratioTarget === undefined ? '' : ` (target: ratio >= ${ratioTarget})`),
     prepare: () => {
       const run = prepareCopy(bytes);

@@ -1,0 +1,11 @@
+/**
+ * Every benchmark module, imported for its registrations, in the order `dmasim bench` runs them; and the
+ * harness and registry the CLI drives them through. A new `bench/*.bench.ts` is added here by name.
+ */
+import './des.bench.ts';
+import './memory.bench.ts';
+import './iommu-format.bench.ts';
+import './iommu.bench.ts';
+
+export { BENCHMARKS, selectBenchmarks } from './registry.ts';
+export { runBenchmark, RUNS, type BenchmarkDef, type BenchReport, type RunResult } from './harness.ts';

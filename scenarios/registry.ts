@@ -1,0 +1,7 @@
+import { demo } from './demo.ts';
+import type { Scenario } from './scenario.ts';
+
+export type { Printer, Scenario, ScenarioContext } from './scenario.ts';
+
+/** Every registered scenario by name, in the order `dmasim run --help` lists them. */
+export const SCENARIOS: ReadonlyMap<string, Scenario> = new Map<string, Scenario>([['demo', demo]]);

@@ -1,0 +1,28 @@
+import type { Machine, MachineConfig } from '../machine/index.ts';
+
+/** Where a scenario prints: one call per line, without the newline. */
+export interface Printer {
+  line(text: string): void;
+}
+
+/** What the CLI hands a scenario. */
+export interface ScenarioContext {
+  /** The seed of the run (`--seed`, else the machine configuration's). */
+  readonly seed: number;
+  /** The resolved machine configuration (`--machine m.json`, defaults otherwise), with `seed` applied. */
+  readonly machineConfig: MachineConfig;
+  /** The `--trace FILE` option: the Chrome trace of the first machine created goes there. */
+  readonly traceFile: string | undefined;
+  /** Builds a machine from {@link machineConfig}; the first one is traced when {@link traceFile} is set. */
+  createMachine(): Machine;
+  /** Output. */
+  readonly out: Printer;
+}
+
+/** A runnable story, registered by name in `registry.ts`. */
+export interface Scenario {
+  /** One line for `dmasim run --help` and the unknown-scenario message. */
+  readonly description: string;
+  /** Runs it; a thrown error fails the run (exit status 1). */
+  run(ctx: ScenarioContext): Promise<void> | void;
+}
