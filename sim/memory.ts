@@ -5,6 +5,8 @@ export const FRAME_SIZE = 4096;
 /** log2 of {@link FRAME_SIZE}. */
 export const FRAME_SHIFT = 12;
 const FRAME_MASK = FRAME_SIZE - 1;
+/** Accesses up to this many bytes within a frame copy bytewise instead of through a subarray view. */
+const SMALL_COPY = 32;
 /** Frames are carved out of chunks of this many, so that materialising memory allocates rarely. */
 const FRAMES_PER_CHUNK = 64;
 
@@ -93,6 +95,8 @@ export class PhysicalMemory {
       const f = this.#frames[fn];
       if (f === undefined) dst.fill(0, dstOff, dstOff + n);
       else if (n === FRAME_SIZE) dst.set(f, dstOff);
+      // Small accesses copy bytewise: a subarray view per access would allocate on the DMA hot path.
+      else if (n <= SMALL_COPY) for (let i = 0; i < n; i++) dst[dstOff + i] = f[off + i] as number;
       else dst.set(f.subarray(off, off + n), dstOff);
       dstOff += n;
       len -= n;
@@ -109,7 +113,8 @@ export class PhysicalMemory {
     while (len > 0) {
       const n = Math.min(len, FRAME_SIZE - off);
       const f = this.#frames[fn] ?? this.#materialise(fn);
-      f.set(n === src.length && srcOff === 0 ? src : src.subarray(srcOff, srcOff + n), off);
+      if (n <= SMALL_COPY && n !== src.length) for (let i = 0; i < n; i++) f[off + i] = src[srcOff + i] as number;
+      else f.set(n === src.length && srcOff === 0 ? src : src.subarray(srcOff, srcOff + n), off);
       srcOff += n;
       len -= n;
       fn++;
