@@ -14,6 +14,8 @@ export class Iotlb {
   readonly entries: number;
   readonly ways: number;
   readonly sets: number;
+  /** sets - 1 when sets is a power of two (then a mask selects the set), else -1. */
+  readonly #setMask: number;
   /** Domain id of each way, -1 when empty. */
   readonly #did: Int32Array;
   /** IOVA of the start of the cached page. */
@@ -44,6 +46,7 @@ export class Iotlb {
     this.entries = entries;
     this.ways = ways;
     this.sets = entries / ways;
+    this.#setMask = this.sets > 0 && (this.sets & (this.sets - 1)) === 0 ? this.sets - 1 : -1;
     this.#did = new Int32Array(entries).fill(-1);
     this.#iova = new Float64Array(entries);
     this.#phys = new Float64Array(entries);
@@ -66,7 +69,8 @@ export class Iotlb {
     if (level === 1) pn = (lo >>> 12) | (hi << 20);
     else if (level === 2) pn = (lo >>> 21) | (hi << 11);
     else pn = (lo >>> 30) | (hi << 2);
-    return ((pn + (level - 1) * 0x9e37) >>> 0) % this.sets;
+    const h = (pn + (level - 1) * 0x9e37) >>> 0;
+    return this.#setMask >= 0 ? h & this.#setMask : h % this.sets;
   }
 
   /**
@@ -185,10 +189,28 @@ export class Iotlb {
     const size = 4096 * 2 ** am;
     const start = addr - (addr % size);
     const last = start + size - 1;
+    if (this.entries === 0 || this.size === 0) return;
+    if (am <= 4) {
+      // A few pages: probe only the sets their 4 KiB, 2 MiB and 1 GiB entries can live in.
+      for (let level = 1; level <= 3; level++) {
+        if (this.#perLevel[level] === 0) continue;
+        const step = pageSize(level);
+        for (let b = start - (start % step); b <= last; b += step) this.#dropInSet(did, b, level);
+      }
+      return;
+    }
     for (let w = 0; w < this.entries; w++) {
       if (this.#did[w] !== did) continue;
       const b = this.#iova[w] as number;
       if (b <= last && start <= b + pageSize(this.#level[w] as number) - 1) this.#drop(w);
+    }
+  }
+
+  #dropInSet(did: number, base: number, level: number): void {
+    const lo = base >>> 0;
+    const first = this.#setOf(lo, (base - lo) / 0x1_0000_0000, level) * this.ways;
+    for (let w = first; w < first + this.ways; w++) {
+      if (this.#did[w] === did && this.#iova[w] === base && this.#level[w] === level) this.#drop(w);
     }
   }
 

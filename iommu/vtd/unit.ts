@@ -42,6 +42,8 @@ const IOTLB_IVT = fmask('IOTLB', 'IVT');
 const IOTLB_IIRG = fmask('IOTLB', 'IIRG');
 const IOTLB_IAIG = fmask('IOTLB', 'IAIG');
 const NO_ROOT = -1;
+/** 2^n for the address widths in use. */
+const LIMITS: readonly number[] = Array.from({ length: 64 }, (_, n) => 2 ** n);
 const KIND_NAMES = ['root', 'context', 'pte'] as const;
 
 /**
@@ -95,6 +97,8 @@ export class VtdUnit {
   readonly #oCtx = new ContextResult();
   readonly #oWalk = new WalkResult();
   #limit = 0;
+  /** Requester whose cached context `#ctx` holds (-1: none); valid while its context-cache entry is. */
+  #curRid = -1;
   #extent = 0;
   #reason = 0;
   // Queued invalidation.
@@ -482,7 +486,9 @@ export class VtdUnit {
       return;
     }
     rid &= 0xffff;
-    if (!this.#context(rid, res)) {
+    // Fast path: the same requester as the previous access, its context-cache entry still valid.
+    if (rid === this.#curRid && this.#ccGen[rid] === this.#gen) this.#c.ctxHit.value++;
+    else if (!this.#context(rid, res)) {
       this.#fault(rid, addr >>> 0, Math.floor(addr / 0x1_0000_0000), addr, write, this.#ctx.fault, this.#ctx.fpd);
       failDma(res, DmaStatus.FAULT, addr, this.#ctx.fault, 0);
       return;
@@ -555,6 +561,8 @@ export class VtdUnit {
     const c = this.#ctx;
     if (this.#ccOn && this.#ccGen[rid] === this.#gen) {
       this.#c.ctxHit.value++;
+      // The context already loaded for the previous access: nothing to copy.
+      if (rid === this.#curRid) return true;
       c.did = this.#ccDid[rid] as number;
       c.tt = this.#ccTT[rid] as number;
       c.levels = this.#ccLevels[rid] as number;
@@ -563,6 +571,7 @@ export class VtdUnit {
       c.ptr = this.#ccPtr[rid] as number;
     } else {
       this.#c.ctxMiss.value++;
+      this.#curRid = -1;
       const ok = readContext(this.mem, this.#params, this.#root, rid, c, this.#trace?.active === true ? this.#traceRec : null);
       res.costNs += c.reads * this.#memReadNs;
       this.#c.reads.value += c.reads;
@@ -576,7 +585,8 @@ export class VtdUnit {
         this.#ccPtr[rid] = c.ptr;
       }
     }
-    this.#limit = 2 ** Math.min(c.agaw, this.addressWidth);
+    this.#limit = c.agaw < this.addressWidth ? LIMITS[c.agaw] ?? 0 : LIMITS[this.addressWidth] ?? 0;
+    this.#curRid = this.#ccOn ? rid : -1;
     return true;
   }
 
