@@ -12,7 +12,7 @@ export interface BenchCommandOptions {
 const STANDARD = new Set(['name', 'value', 'unit', 'min', 'max', 'runs', 'target', 'meetsTarget', 'ratioTarget', 'meetsRatioTarget']);
 
 function fmt(x: number): string {
-  if (Math.abs(x) >= 1000) return x.toFixed(0);
+  if (Number.isInteger(x) || Math.abs(x) >= 1000) return x.toFixed(0);
   if (Math.abs(x) >= 10) return x.toFixed(1);
   return x.toFixed(3);
 }

@@ -157,7 +157,7 @@ describe('dmasim bench', () => {
       });
       const table = await cli('bench', 'zz-test.fake');
       expect(table.out).toMatch(/^benchmark +median +min-max +unit +target +meets +extra\n/);
-      expect(table.out).toMatch(/zz-test\.fake +3\.000 +1\.000-5\.000 +ops\/s +5\.000 ops\/s +NO +note=x/);
+      expect(table.out).toMatch(/zz-test\.fake +3 +1-5 +ops\/s +5 ops\/s +NO +note=x/);
     } finally {
       BENCHMARKS.splice(BENCHMARKS.indexOf(fake), 1);
     }
