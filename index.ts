@@ -1,5 +1,8 @@
 /**
  * dmasim: a full-system simulator of a PCI accelerator behind an IOMMU, with a mock Linux kernel on top.
- * The one public entry point: sim, machine, the kernel's process API and userspace.
+ * The one public entry point: sim, the machine, the IOMMU hardware and format library (and, as they land,
+ * the kernel's process API and userspace).
  */
 export * from './sim/index.ts';
+export * from './machine/index.ts';
+export * from './iommu/index.ts';

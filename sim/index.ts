@@ -10,3 +10,4 @@ export * from './identity-port.ts';
 export * from './trace.ts';
 export * from './scheduler.ts';
 export * from './process.ts';
+export * from './trace-chrome.ts';
