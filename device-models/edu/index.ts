@@ -2,3 +2,4 @@
 export * from './regs.ts';
 export * from './dma.ts';
 export * from './device.ts';
+export * from './doc.ts';

@@ -10,3 +10,4 @@ export * from './msi.ts';
 export * from './msix.ts';
 export * from './function.ts';
 export * from './standalone.ts';
+export * from './doc-table.ts';
