@@ -1,80 +1,18 @@
-import { createDmaResult, get32, invariant, mask32, resetDmaResult, type Counter, type DmaPort, type MsiSink, type Scheduler } from '../../sim/index.ts';
+import { createDmaResult, get32, invariant, mask32, resetDmaResult, type Counter, type MsiSink, type Scheduler } from '../../sim/index.ts';
 import { barBase, defineBars, validateBars, type BarSpec } from './bar.ts';
+import { BarDispatch } from './bar-dispatch.ts';
 import {
   buildChain, msiLayout, msixLayout, pcieLayout, pmLayout, PCIE_DEVCTL_FLR, PMCSR,
-  type CapabilityLayout, type CapabilityOffsets, type MsiOptions, type MsixOptions,
+  type CapabilityLayout, type CapabilityOffsets,
 } from './capabilities.ts';
 import { ConfigSpace } from './config-space.ts';
 import { BusMasterGate, type GateOwner } from './gate.ts';
 import { GuestErrors } from './guest-errors.ts';
-import { ALL_ONES_64, ANY_SIZE, allOnes, type MmioHandler } from './mmio.ts';
+import { allOnes, type MmioHandler } from './mmio.ts';
 import { Msi, type MessagePath } from './msi.ts';
 import { Msix } from './msix.ts';
 import { COMMAND, PCI_BAR0, PCI_COMMAND, PCI_CONFIG_SIZE, PCI_STATUS, PCIE_CONFIG_SIZE, STATUS, TYPE0_HEADER } from './regs.ts';
-
-/** Receives the function's INTx pin level (the machine maps the pin to an interrupt controller input). */
-export interface IntxSink {
-  /** `pin` is 1..4 (INTA..INTD) as the function's Interrupt Pin register says. */
-  intx(requester: number, pin: number, asserted: boolean): void;
-}
-
-/** What the machine connects when it places the function in its topology. */
-export interface PciAttachment {
-  /** `bus << 8 | devfn`, assigned by the machine. */
-  readonly requesterId: number;
-  /** Upstream of the bus-master gate: the root complex (and the IOMMU or identity port behind it). */
-  readonly dma: DmaPort;
-  /** Every MSI/MSI-X message write (the machine routes the interrupt window to its interrupt controller). */
-  readonly msi: MsiSink;
-  /** The INTx pin, if the machine wires it. */
-  readonly intx?: IntxSink;
-  /** Called when a BAR or the Command decode bits change, so the machine can remap the function. */
-  readonly onMappingChange?: () => void;
-}
-
-/** A PCI function's fixed description. */
-export interface PciFunctionSpec {
-  /** Component name for traces and counters, e.g. `edu@00:03.0`. */
-  readonly name: string;
-  readonly vendorId: number;
-  readonly deviceId: number;
-  readonly revision: number;
-  /** Base class << 16 | subclass << 8 | programming interface. */
-  readonly classCode: number;
-  readonly subsystemVendorId?: number;
-  readonly subsystemId?: number;
-  /** 0 none, 1..4 INTA..INTD. */
-  readonly interruptPin?: number;
-  readonly multifunction?: boolean;
-  /** A PCI Express function (4 KiB config space, PCIe capability), with or without FLR. */
-  readonly express?: { readonly flr: boolean };
-  /** A power management capability (D0 and D3hot). */
-  readonly pm?: boolean;
-  readonly msi?: MsiOptions;
-  readonly msix?: MsixOptions;
-  /** BARs by index; a 64-bit BAR leaves the next index empty. */
-  readonly bars: readonly (BarSpec | undefined)[];
-}
-
-/** Why a function was reset: PCI RST# (machine reset) or a Function Level Reset. */
-export type ResetKind = 'reset' | 'flr';
-
-const PCI_GUEST_ERRORS = {
-  'config-access': ['offset', 'size'],
-  'mmio-no-bar': ['bar', 'offset', 'size'],
-  'mmio-decode-off': ['bar', 'offset', 'size'],
-  'mmio-range': ['bar', 'offset', 'size'],
-  'mmio-size': ['bar', 'offset', 'size'],
-  'mmio-unclaimed': ['bar', 'offset', 'size'],
-  'msix-access': ['bar', 'offset', 'size'],
-  'msix-pba-write': ['offset', 'value'],
-  'dma-bus-master-off': ['addr', 'len', 'write'],
-  'msi-bus-master-off': ['addressLo', 'addressHi', 'data'],
-  'pm-state': ['state'],
-  'flr-unsupported': [],
-} as const;
-/** Guest errors a PCI function itself records. */
-export type PciGuestError = keyof typeof PCI_GUEST_ERRORS;
+import { PCI_GUEST_ERRORS, type IntxSink, type PciAttachment, type PciFunctionSpec, type PciGuestError, type ResetKind } from './spec.ts';
 
 const CMD_IO = mask32(COMMAND.IO);
 const CMD_MEMORY = mask32(COMMAND.MEMORY);
@@ -83,37 +21,6 @@ const CMD_INTX_DISABLE = mask32(COMMAND.INTX_DISABLE);
 const STATUS_INTX = mask32(STATUS.INTX);
 const FLR_MASK = mask32(PCIE_DEVCTL_FLR);
 const TWO32 = 0x1_0000_0000;
-
-/** Reads all-ones and drops writes: BAR space no device register claims. */
-class Unclaimed implements MmioHandler {
-  readonly accessSizes = ANY_SIZE;
-  readonly #fn: PciFunction;
-  readonly #bar: number;
-  constructor(fn: PciFunction, bar: number) {
-    this.#fn = fn;
-    this.#bar = bar;
-  }
-  read(offset: number, size: number): number {
-    this.#fn.errors.report('mmio-unclaimed', this.#bar, offset, size);
-    return allOnes(size);
-  }
-  write(offset: number, size: number): void {
-    this.#fn.errors.report('mmio-unclaimed', this.#bar, offset, size);
-  }
-  read64(offset: number): bigint {
-    this.#fn.errors.report('mmio-unclaimed', this.#bar, offset, 8);
-    return ALL_ONES_64;
-  }
-  write64(offset: number): void {
-    this.#fn.errors.report('mmio-unclaimed', this.#bar, offset, 8);
-  }
-}
-
-interface BarSlot {
-  readonly spec: BarSpec;
-  readonly decode: number;
-  handler: MmioHandler;
-}
 
 /**
  * One PCI function: its configuration space (type-0 header, capabilities, per-byte masks), BARs, MSI,
@@ -139,7 +46,7 @@ export class PciFunction implements GateOwner, MessagePath {
   /** The device's reset hook: FLR and RST# return device state to its reset values here. */
   onReset: ((kind: ResetKind) => void) | undefined;
   readonly #sim: Scheduler;
-  readonly #bars: (BarSlot | undefined)[] = [];
+  readonly #mmio: BarDispatch;
   #command = 0;
   #lowPower = false;
   #intxRequested = false;
@@ -147,8 +54,6 @@ export class PciFunction implements GateOwner, MessagePath {
   #msiSink: MsiSink | undefined;
   #intx: IntxSink | undefined;
   #onMapping: (() => void) | undefined;
-  readonly #msixTable: { bar: number; start: number; end: number };
-  readonly #msixPba: { bar: number; start: number; end: number };
   readonly #wideBuf = new Uint8Array(4);
   readonly #wideRes = createDmaResult();
 
@@ -183,31 +88,12 @@ export class PciFunction implements GateOwner, MessagePath {
     cfg.captureReset();
     this.msi = spec.msi === undefined ? undefined : new Msi(cfg, this.caps.MSI as number, spec.msi, this);
     this.msix = spec.msix === undefined ? undefined : new Msix(cfg, this.caps['MSI-X'] as number, spec.msix, this);
-    spec.bars.forEach((b, i) => {
-      if (b !== undefined) this.#bars[i] = { spec: b, decode: b.kind === 'io' ? CMD_IO : CMD_MEMORY, handler: new Unclaimed(this, i) };
-    });
-    this.#msixTable = { bar: -1, start: 0, end: 0 };
-    this.#msixPba = { bar: -1, start: 0, end: 0 };
-    const mx = this.msix;
-    if (mx !== undefined) {
-      const o = mx.options;
-      this.#msixTable = { bar: o.tableBar, start: o.tableOffset, end: o.tableOffset + mx.tableBytes };
-      this.#msixPba = { bar: o.pbaBar, start: o.pbaOffset, end: o.pbaOffset + mx.pbaBytes };
-      for (const [what, r] of [['table', this.#msixTable], ['PBA', this.#msixPba]] as const) {
-        const b = spec.bars[r.bar];
-        invariant(b !== undefined && b.kind === 'mem' && r.end <= b.size, `MSI-X ${what} must lie inside a memory BAR (BAR${r.bar})`);
-      }
-      const t = this.#msixTable;
-      const p = this.#msixPba;
-      invariant(t.bar !== p.bar || t.end <= p.start || p.end <= t.start, 'MSI-X table and PBA overlap');
-    }
+    this.#mmio = new BarDispatch(spec.bars, this.msix, this.errors);
   }
 
   /** Installs the device's registers behind BAR `i`. */
   setBarHandler(i: number, handler: MmioHandler): void {
-    const slot = this.#bars[i];
-    invariant(slot !== undefined, () => `${this.name} has no BAR${i}`);
-    slot.handler = handler;
+    invariant(this.#mmio.setHandler(i, handler), () => `${this.name} has no BAR${i}`);
   }
 
   /** Connects the function to the machine. */
@@ -242,13 +128,13 @@ export class PciFunction implements GateOwner, MessagePath {
 
   /** BAR `i`'s description, or undefined for an empty slot (or the upper half of a 64-bit BAR). */
   bar(i: number): BarSpec | undefined {
-    return this.#bars[i]?.spec;
+    return this.#mmio.spec(i);
   }
 
   /** The base address BAR `i` decodes (-1 if at or past 2^53, or no such BAR). */
   barBase(i: number): number {
-    const slot = this.#bars[i];
-    return slot === undefined ? -1 : barBase(this.config, i, slot.spec);
+    const spec = this.#mmio.spec(i);
+    return spec === undefined ? -1 : barBase(this.config, i, spec);
   }
 
   // Configuration space.
@@ -290,6 +176,7 @@ export class PciFunction implements GateOwner, MessagePath {
   #commandChanged(): void {
     const old = this.#command;
     this.#command = this.config.get16(PCI_COMMAND);
+    this.#mmio.decode = this.#lowPower ? 0 : this.#command;
     if ((old ^ this.#command) & (CMD_IO | CMD_MEMORY)) this.#onMapping?.();
     if ((old ^ this.#command) & CMD_INTX_DISABLE) this.#updatePin();
   }
@@ -304,109 +191,29 @@ export class PciFunction implements GateOwner, MessagePath {
       this.config.set16(pm + 4, (v & ~0x3) | (old & 0x3));
     }
     this.#lowPower = get32(this.config.get16(pm + 4), PMCSR.POWER_STATE) !== 0;
+    this.#mmio.decode = this.#lowPower ? 0 : this.#command;
   }
 
   // MMIO.
 
   /** A read of 1, 2 or 4 bytes at `offset` in BAR `bar`. Misuse reads all-ones and is a guest error. */
   mmioRead(bar: number, offset: number, size: number): number {
-    const slot = this.#check(bar, offset, size);
-    if (slot === undefined) return allOnes(size);
-    if (bar === this.#msixTable.bar && offset >= this.#msixTable.start && offset < this.#msixTable.end) {
-      return this.#msixOk(bar, offset, size) ? (this.msix as Msix).readTable(offset - this.#msixTable.start) : allOnes(size);
-    }
-    if (bar === this.#msixPba.bar && offset >= this.#msixPba.start && offset < this.#msixPba.end) {
-      return this.#msixOk(bar, offset, size) ? (this.msix as Msix).readPba(offset - this.#msixPba.start) : allOnes(size);
-    }
-    if (((slot.handler.accessSizes >>> size) & 1) === 0) {
-      this.errors.report('mmio-size', bar, offset, size);
-      return allOnes(size);
-    }
-    return slot.handler.read(offset, size);
+    return this.#mmio.read(bar, offset, size);
   }
 
   /** A write of 1, 2 or 4 bytes. Misuse is dropped and is a guest error. */
   mmioWrite(bar: number, offset: number, size: number, value: number): void {
-    const slot = this.#check(bar, offset, size);
-    if (slot === undefined) return;
-    if (bar === this.#msixTable.bar && offset >= this.#msixTable.start && offset < this.#msixTable.end) {
-      if (this.#msixOk(bar, offset, size)) (this.msix as Msix).writeTable(offset - this.#msixTable.start, value);
-      return;
-    }
-    if (bar === this.#msixPba.bar && offset >= this.#msixPba.start && offset < this.#msixPba.end) {
-      if (this.#msixOk(bar, offset, size)) this.errors.report('msix-pba-write', offset - this.#msixPba.start, value);
-      return;
-    }
-    if (((slot.handler.accessSizes >>> size) & 1) === 0) {
-      this.errors.report('mmio-size', bar, offset, size);
-      return;
-    }
-    slot.handler.write(offset, size, value);
+    this.#mmio.write(bar, offset, size, value);
   }
 
   /** An 8-byte read. */
   mmioRead64(bar: number, offset: number): bigint {
-    const slot = this.#check(bar, offset, 8);
-    if (slot === undefined) return ALL_ONES_64;
-    if (this.#inMsix(bar, offset)) {
-      this.errors.report('msix-access', bar, offset, 8);
-      return ALL_ONES_64;
-    }
-    if (((slot.handler.accessSizes >>> 8) & 1) === 0) {
-      this.errors.report('mmio-size', bar, offset, 8);
-      return ALL_ONES_64;
-    }
-    return slot.handler.read64(offset);
+    return this.#mmio.read64(bar, offset);
   }
 
   /** An 8-byte write. */
   mmioWrite64(bar: number, offset: number, value: bigint): void {
-    const slot = this.#check(bar, offset, 8);
-    if (slot === undefined) return;
-    if (this.#inMsix(bar, offset)) {
-      this.errors.report('msix-access', bar, offset, 8);
-      return;
-    }
-    if (((slot.handler.accessSizes >>> 8) & 1) === 0) {
-      this.errors.report('mmio-size', bar, offset, 8);
-      return;
-    }
-    slot.handler.write64(offset, BigInt.asUintN(64, value));
-  }
-
-  /** The BAR if the access may reach it (decode on, D0, sane size, aligned, inside), else a guest error. */
-  #check(bar: number, offset: number, size: number): BarSlot | undefined {
-    const slot = this.#bars[bar];
-    if (slot === undefined) {
-      this.errors.report('mmio-no-bar', bar, offset, size);
-      return undefined;
-    }
-    if ((this.#command & slot.decode) === 0 || this.#lowPower) {
-      this.errors.report('mmio-decode-off', bar, offset, size);
-      return undefined;
-    }
-    if (!(size === 4 || size === 8 || size === 1 || size === 2)) {
-      this.errors.report('mmio-size', bar, offset, size);
-      return undefined;
-    }
-    if (!(offset >= 0 && offset + size <= slot.spec.size && offset % size === 0)) {
-      this.errors.report('mmio-range', bar, offset, size);
-      return undefined;
-    }
-    return slot;
-  }
-
-  #inMsix(bar: number, offset: number): boolean {
-    const t = this.#msixTable;
-    const p = this.#msixPba;
-    return (bar === t.bar && offset + 8 > t.start && offset < t.end) || (bar === p.bar && offset + 8 > p.start && offset < p.end);
-  }
-
-  /** QEMU accepts only aligned 32-bit accesses to the MSI-X table and PBA. */
-  #msixOk(bar: number, offset: number, size: number): boolean {
-    if (size === 4) return true;
-    this.errors.report('msix-access', bar, offset, size);
-    return false;
+    this.#mmio.write64(bar, offset, value);
   }
 
   // Interrupts and DMA.
@@ -473,6 +280,7 @@ export class PciFunction implements GateOwner, MessagePath {
     this.config.restoreReset();
     this.#command = 0;
     this.#lowPower = false;
+    this.#mmio.decode = 0;
     this.msix?.reset();
     this.#intxRequested = false;
     this.#updatePin();

@@ -8,6 +8,8 @@ export * from './guest-errors.ts';
 export * from './gate.ts';
 export * from './msi.ts';
 export * from './msix.ts';
+export * from './spec.ts';
+export * from './bar-dispatch.ts';
 export * from './function.ts';
 export * from './standalone.ts';
 export * from './doc-table.ts';

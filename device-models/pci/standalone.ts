@@ -2,7 +2,8 @@ import {
   IdentityDmaPort, MSI_WINDOW_LAST, MSI_WINDOW_START, createDmaResult, resetDmaResult,
   type MsiSink, type PhysicalMemory, type Scheduler,
 } from '../../sim/index.ts';
-import type { IntxSink, PciFunction } from './function.ts';
+import type { PciFunction } from './function.ts';
+import type { IntxSink } from './spec.ts';
 
 /** One message write into the interrupt window, as the host saw it. */
 export interface HostMessage {
