@@ -324,6 +324,21 @@ describe('edu DMA', () => {
     expect(wide.edu.dma.buffer.subarray(0, 16)).toEqual(pattern(16, 6));
   });
 
+  it('a RAM address past 2^53 (64-bit DMA mask) reaches nothing: zeros arrive, the transfer completes', () => {
+    const b = board({ dmaMask: (1n << 64n) - 1n });
+    b.enable();
+    b.edu.dma.buffer.fill(0xaa);
+    b.w64(0x80, 0xffff_0000_0000_0000n);
+    b.w64(0x88, BigInt(DMA_START));
+    b.w64(0x90, 64n);
+    b.w64(0x98, 5n);
+    b.advance(DMA_DELAY_NS);
+    expect(b.edu.dma.buffer.subarray(0, 64)).toEqual(new Uint8Array(64));
+    expect(b.edu.dma.buffer[64]).toBe(0xaa);
+    expect(b.r32(0x24)).toBe(DMA_IRQ);
+    expect(b.r64(0x98)).toBe(4n);
+  });
+
   it('with bus mastering off: no data moves, the completion MSI is dropped and never replayed', () => {
     const b = board();
     b.enable();

@@ -1,6 +1,6 @@
 import { Priority, mask32, type Scheduler, type Timer } from '../../sim/index.ts';
 import { ALL_ONES_64, GuestErrors, PciFunction, SIZE_4_8, allOnes, type MmioHandler } from '../pci/index.ts';
-import { EDU_DMA_ERRORS, EduDma } from './dma.ts';
+import { EDU_DMA_ERRORS, EduDma, EduDmaReg } from './dma.ts';
 import {
   EDU, EDU_BAR_SIZE, EDU_DMA_MASK, EDU_ID, EDU_REGS, EDU_REG_AT, EDU_STATUS, EDU_SUBSYSTEM, EDU_WIDE_FROM, FACTORIAL_NS, FACT_IRQ,
 } from './regs.ts';
@@ -30,6 +30,11 @@ const COMPUTING = mask32(EDU_STATUS.COMPUTING);
 const ID_VALUE = Number(EDU_REGS[EDU.ID]?.reset ?? 0n);
 // Register indices as module constants, so the dispatch switch compares against bindings, not property loads.
 const { ID, LIVENESS, FACTORIAL, STATUS, IRQ_STATUS, IRQ_RAISE, IRQ_ACK, DMA_SRC, DMA_DST, DMA_COUNT, DMA_CMD } = EDU;
+
+/** The engine register behind edu register index `r` (one of the four DMA registers). */
+function dmaReg(r: number): EduDmaReg {
+  return r === DMA_SRC ? EduDmaReg.SRC : r === DMA_DST ? EduDmaReg.DST : r === DMA_COUNT ? EduDmaReg.COUNT : EduDmaReg.CMD;
+}
 
 /** Index of the register at `offset`, or -1: registers answer only at their own (aligned) offset. */
 function regAt(offset: number): number {
@@ -90,13 +95,13 @@ export class EduDevice implements MmioHandler {
       case IRQ_STATUS:
         return this.irqStatus;
       case DMA_SRC:
-        return Number(this.dma.src & 0xffff_ffffn);
+        return this.dma.read32(EduDmaReg.SRC);
       case DMA_DST:
-        return Number(this.dma.dst & 0xffff_ffffn);
+        return this.dma.read32(EduDmaReg.DST);
       case DMA_COUNT:
-        return Number(this.dma.count & 0xffff_ffffn);
+        return this.dma.read32(EduDmaReg.COUNT);
       case DMA_CMD:
-        return Number(this.dma.cmd & 0xffff_ffffn);
+        return this.dma.read32(EduDmaReg.CMD);
       default:
         this.errors.report('write-only', offset);
         return allOnes(size);
@@ -132,7 +137,7 @@ export class EduDevice implements MmioHandler {
       case DMA_COUNT:
       case DMA_CMD:
         // A 4-byte write stores the zero-extended value, as QEMU's uint64_t `val` does.
-        this.#writeDma(r, offset, BigInt(v));
+        this.dma.write(dmaReg(r), offset, v, 0);
         return;
       default:
         this.errors.report('read-only', offset, v);
@@ -148,13 +153,13 @@ export class EduDevice implements MmioHandler {
     }
     switch (r) {
       case DMA_SRC:
-        return this.dma.src;
+        return this.dma.read64(EduDmaReg.SRC);
       case DMA_DST:
-        return this.dma.dst;
+        return this.dma.read64(EduDmaReg.DST);
       case DMA_COUNT:
-        return this.dma.count;
+        return this.dma.read64(EduDmaReg.COUNT);
       default:
-        return this.dma.cmd;
+        return this.dma.read64(EduDmaReg.CMD);
     }
   }
 
@@ -165,12 +170,7 @@ export class EduDevice implements MmioHandler {
       this.#badWrite(offset, 8);
       return;
     }
-    this.#writeDma(r, offset, value);
-  }
-
-  #writeDma(r: number, offset: number, value: bigint): void {
-    if (r === DMA_CMD) this.dma.writeCmd(offset, value);
-    else this.dma.writeReg(r === DMA_SRC ? 'src' : r === DMA_DST ? 'dst' : 'count', offset, value);
+    this.dma.write(dmaReg(r), offset, Number(value & 0xffff_ffffn), Number((value >> 32n) & 0xffff_ffffn));
   }
 
   #badRead(offset: number, size: number): number {

@@ -1,14 +1,20 @@
 import {
-  DmaStatus, FRAME_SIZE, Priority, createDmaResult, resetDmaResult, toExactNumber,
+  DmaStatus, FRAME_SIZE, Priority, createDmaResult, resetDmaResult,
   type DmaPort, type Scheduler, type Timer,
 } from '../../sim/index.ts';
 import type { GuestErrors } from '../pci/index.ts';
 import { DMA_DELAY_NS, DMA_IRQ, DMA_SIZE, DMA_START, EDU_DMA_CMD } from './regs.ts';
 
-const RUN = 1n << BigInt(EDU_DMA_CMD.RUN.lsb);
-const DIR = 1n << BigInt(EDU_DMA_CMD.DIR.lsb);
-const IRQ = 1n << BigInt(EDU_DMA_CMD.IRQ.lsb);
-const DMA_END = BigInt(DMA_START + DMA_SIZE);
+const RUN = 1 << EDU_DMA_CMD.RUN.lsb;
+const DIR = 1 << EDU_DMA_CMD.DIR.lsb;
+const IRQ = 1 << EDU_DMA_CMD.IRQ.lsb;
+const DMA_END = DMA_START + DMA_SIZE;
+const TWO32 = 0x1_0000_0000;
+
+/** Index of each register's low half in {@link EduDma.regs}; the high half follows it. */
+export const EduDmaReg = { SRC: 0, DST: 2, COUNT: 4, CMD: 6 } as const;
+/** A value of {@link EduDmaReg}. */
+export type EduDmaReg = (typeof EduDmaReg)[keyof typeof EduDmaReg];
 
 /** Guest errors of the edu DMA engine and their details. */
 export const EDU_DMA_ERRORS = {
@@ -39,15 +45,14 @@ export interface EduDmaOwner {
  *   the transfer completes and raises its interrupt; the fault is what the IOMMU recorded.
  */
 export class EduDma {
-  /** Register contents (64-bit). */
-  src = 0n;
-  dst = 0n;
-  count = 0n;
-  cmd = 0n;
+  /** The 64-bit registers as 32-bit halves, low first (see {@link EduDmaReg}): no bigint on the DMA path. */
+  readonly regs = new Uint32Array(8);
   /** The device-side buffer. */
   readonly buffer = new Uint8Array(DMA_SIZE);
   /** Mask applied to RAM-side addresses. */
   readonly mask: bigint;
+  readonly #maskLo: number;
+  readonly #maskHi: number;
   readonly #sim: Scheduler;
   readonly #port: DmaPort;
   readonly #owner: EduDmaOwner;
@@ -60,82 +65,104 @@ export class EduDma {
     this.#port = port;
     this.#owner = owner;
     this.#source = source;
-    this.mask = mask;
+    this.mask = BigInt.asUintN(64, mask);
+    this.#maskLo = Number(this.mask & 0xffff_ffffn);
+    this.#maskHi = Number(this.mask >> 32n);
     this.#timer = sim.timer(() => this.#run(), Priority.HARDWARE);
   }
 
   /** Whether a transfer is in flight (cmd.RUN). */
   get running(): boolean {
-    return (this.cmd & RUN) !== 0n;
+    return ((this.regs[EduDmaReg.CMD] as number) & RUN) !== 0;
   }
 
-  /** A guest write to src/dst/count (register `offset` for the error record); ignored while running. */
-  writeReg(which: 'src' | 'dst' | 'count', offset: number, value: bigint): void {
+  /** The low 32 bits of register `r` (a 4-byte read). */
+  read32(r: EduDmaReg): number {
+    return this.regs[r] as number;
+  }
+
+  /** Register `r` (an 8-byte read). */
+  read64(r: EduDmaReg): bigint {
+    return (BigInt(this.regs[r + 1] as number) << 32n) | BigInt(this.regs[r] as number);
+  }
+
+  /**
+   * A guest write of `lo`/`hi` to register `r` at `offset` (a 4-byte write passes `hi` = 0: QEMU's uint64_t
+   * `val` is zero-extended). src/dst/count are ignored while running; cmd starts a transfer if it has RUN
+   * and none is running.
+   */
+  write(r: EduDmaReg, offset: number, lo: number, hi: number): void {
+    if (r === EduDmaReg.CMD && (lo & RUN) === 0) {
+      this.#owner.errors.report('dma-cmd-no-run', lo);
+      return;
+    }
     if (this.running) {
       this.#owner.errors.report('dma-busy', offset);
       return;
     }
-    this[which] = value;
-  }
-
-  /** A guest write to cmd: starts a transfer if it has RUN and none is running. */
-  writeCmd(offset: number, value: bigint): void {
-    if ((value & RUN) === 0n) {
-      this.#owner.errors.report('dma-cmd-no-run', Number(value & 0xffff_ffffn));
-      return;
-    }
-    if (this.running) {
-      this.#owner.errors.report('dma-busy', offset);
-      return;
-    }
-    this.cmd = value;
-    this.#timer.schedule(DMA_DELAY_NS);
+    this.regs[r] = lo;
+    this.regs[r + 1] = hi;
+    if (r === EduDmaReg.CMD) this.#timer.schedule(DMA_DELAY_NS);
   }
 
   #run(): void {
     if (!this.running) return;
-    const toRam = (this.cmd & DIR) !== 0n;
-    const dev = toRam ? this.src : this.dst;
-    const ram = toRam ? this.dst : this.src;
-    const cnt = this.count;
+    const g = this.regs;
+    const cmd = g[EduDmaReg.CMD] as number;
+    const toRam = (cmd & DIR) !== 0;
+    const dev = toRam ? EduDmaReg.SRC : EduDmaReg.DST;
+    const ram = toRam ? EduDmaReg.DST : EduDmaReg.SRC;
+    const devLo = g[dev] as number;
+    const cntLo = g[EduDmaReg.COUNT] as number;
     let status: number = DmaStatus.OK;
-    if (!(dev >= BigInt(DMA_START) && dev + cnt <= DMA_END)) {
-      this.#owner.errors.report('dma-range', Number(BigInt.asUintN(52, dev)), Number(BigInt.asUintN(52, cnt)));
+    // Inside the buffer only if both upper halves are 0, so the range check is exact in numbers.
+    if (!((g[dev + 1] as number) === 0 && (g[EduDmaReg.COUNT + 1] as number) === 0 && devLo >= DMA_START && devLo + cntLo <= DMA_END)) {
+      this.#owner.errors.report('dma-range', (g[dev + 1] as number) * TWO32 + devLo, (g[EduDmaReg.COUNT + 1] as number) * TWO32 + cntLo);
     } else {
-      const bus = ram & this.mask;
-      if (bus !== ram) this.#owner.errors.report('dma-clamp', Number(BigInt.asUintN(52, ram)), Number(BigInt.asUintN(52, bus)));
-      status = this.#transfer(toRam, bus, Number(dev) - DMA_START, Number(cnt));
+      const lo = g[ram] as number;
+      const hi = g[ram + 1] as number;
+      const mlo = (lo & this.#maskLo) >>> 0;
+      const mhi = (hi & this.#maskHi) >>> 0;
+      if (mlo !== lo || mhi !== hi) this.#owner.errors.report('dma-clamp', hi * TWO32 + lo, mhi * TWO32 + mlo);
+      status = this.#transfer(toRam, mlo, mhi, devLo - DMA_START, cntLo);
     }
     const trace = this.#sim.trace;
     if (trace.active) {
-      trace.emit(this.#sim.now, this.#source, 'dma.done', { toRam, ram: ram & this.mask, device: dev, count: cnt, status });
+      trace.emit(this.#sim.now, this.#source, 'dma.done', { toRam, ram: this.read64(ram) & this.mask, device: devLo, count: this.read64(EduDmaReg.COUNT), status });
     }
-    this.cmd &= ~RUN;
-    if ((this.cmd & IRQ) !== 0n) this.#owner.raise(DMA_IRQ);
+    g[EduDmaReg.CMD] = cmd & ~RUN;
+    if ((cmd & IRQ) !== 0) this.#owner.raise(DMA_IRQ);
   }
 
-  /** Moves `len` bytes between the buffer at `off` and bus address `bus`; returns the first failure's status. */
-  #transfer(toRam: boolean, bus: bigint, off: number, len: number): number {
+  /** Moves `len` bytes between the buffer at `off` and bus address `hi:lo`; returns the first failure's status. */
+  #transfer(toRam: boolean, lo: number, hi: number, off: number, len: number): number {
     const res = this.#res;
     const buf = this.buffer;
+    const port = this.#port;
+    // The requester id passed is irrelevant: the function's gate stamps its own.
+    if (hi >= 0x20_0000) {
+      // At or past 2^53: nothing is there; the wide call reports it (a rare path, so its bigint is fine).
+      resetDmaResult(res);
+      const wide = (BigInt(hi) << 32n) | BigInt(lo);
+      if (toRam) port.writeWide(0, wide, buf, off, len, res);
+      else port.readWide(0, wide, buf, off, len, res);
+      if (!toRam && res.status !== DmaStatus.OK) buf.fill(0, off, off + len);
+      return res.status;
+    }
+    const bus = hi * TWO32 + lo;
     let first: number = DmaStatus.OK;
     let done = 0;
     while (done < len) {
       resetDmaResult(res);
-      const wide = bus + BigInt(done);
-      const a = toExactNumber(wide);
-      const n = len - done;
-      if (toRam) {
-        if (a >= 0) this.#port.write(0, a, buf, off + done, n, res);
-        else this.#port.writeWide(0, wide, buf, off + done, n, res);
-      } else if (a >= 0) this.#port.read(0, a, buf, off + done, n, res);
-      else this.#port.readWide(0, wide, buf, off + done, n, res);
+      const a = bus + done;
+      if (toRam) port.write(0, a, buf, off + done, len - done, res);
+      else port.read(0, a, buf, off + done, len - done, res);
       if (res.status === DmaStatus.OK) return first;
       if (first === DmaStatus.OK) first = res.status;
       done += res.bytesDone;
       // An IOMMU fault costs the failing page only; anything else ends the data movement.
-      const failAt = a >= 0 ? a + res.bytesDone : -1;
-      const skip = res.status === DmaStatus.FAULT && failAt >= 0 ? Math.min(len - done, FRAME_SIZE - (failAt % FRAME_SIZE)) : len - done;
+      const failAt = a + res.bytesDone;
+      const skip = res.status === DmaStatus.FAULT ? Math.min(len - done, FRAME_SIZE - (failAt % FRAME_SIZE)) : len - done;
       if (!toRam) buf.fill(0, off + done, off + done + skip);
       done += skip;
     }
@@ -145,6 +172,6 @@ export class EduDma {
   /** Cancels a transfer in flight (device reset). */
   cancel(): void {
     this.#timer.cancel();
-    this.cmd &= ~RUN;
+    this.regs[EduDmaReg.CMD] = (this.regs[EduDmaReg.CMD] as number) & ~RUN;
   }
 }
