@@ -2,14 +2,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PhysicalMemory, Simulator } from '../sim/index.ts';
-import { StandaloneHost, TestDevice, eduReadmeSections, generatedSection, pciReadmeSections } from '../device-models/index.ts';
+import { StandaloneHost, TestDevice, eduReadmeSections, generatedSection, pciReadmeSections, testdevReadmeSections } from '../device-models/index.ts';
 
 /** The device READMEs' register tables are what the register data renders, and their examples run. */
 
 const root = join(import.meta.dirname, '..', 'device-models');
 
 describe('device READMEs', () => {
-  for (const [file, sections] of [['edu/README.md', eduReadmeSections()], ['pci/README.md', pciReadmeSections()]] as const) {
+  for (const [file, sections] of [['edu/README.md', eduReadmeSections()], ['pci/README.md', pciReadmeSections()], ['testdev/README.md', testdevReadmeSections()]] as const) {
     it(`${file}: generated tables match the register data`, () => {
       const text = readFileSync(join(root, file), 'utf8');
       for (const [key, table] of Object.entries(sections)) expect(generatedSection(text, key), `${file} section ${key}`).toBe(table);
