@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative, resolve, dirname } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -29,6 +29,8 @@ function layerOf(file: string): string {
 
 function sources(dir: string): string[] {
   const out: string[] = [];
+  // A layer with no code yet has no folder in a fresh clone (git keeps no empty folders).
+  if (!existsSync(dir)) return out;
   for (const name of readdirSync(dir)) {
     const p = join(dir, name);
     if (statSync(p).isDirectory()) out.push(...sources(p));
