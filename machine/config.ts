@@ -1,6 +1,9 @@
 import { z } from 'zod';
 import { FRAME_SIZE } from '../sim/index.ts';
-import { formatSize, parseSize } from './size.ts';
+import { formatSize } from './size.ts';
+import { sizeSchema } from './size-schema.ts';
+import { iommuSchema, pciSchema } from './pci/schema.ts';
+import { checkTopology } from './pci/topology.ts';
 
 /**
  * The machine's configuration: one validated object, one sub-schema per part of the board, each with its
@@ -12,19 +15,7 @@ import { formatSize, parseSize } from './size.ts';
 /** Largest memory a machine may have: 64 GiB (16 Mi frames, ~150 MB of host bookkeeping). */
 export const MAX_MEMORY_BYTES = 64 * 2 ** 30;
 
-/** A size or address: a non-negative integer, a hex string or a size with a binary unit (see `parseSize`). */
-export const sizeSchema = z.union([z.number(), z.string()]).transform((v, ctx): number => {
-  const n = typeof v === 'number' ? v : parseSize(v);
-  if (typeof n === 'object') {
-    ctx.addIssue({ code: 'custom', message: n.error });
-    return z.NEVER;
-  }
-  if (!Number.isSafeInteger(n) || n < 0) {
-    ctx.addIssue({ code: 'custom', message: `${String(v)} is not a non-negative whole number of bytes` });
-    return z.NEVER;
-  }
-  return n;
-});
+export { sizeSchema } from './size-schema.ts';
 
 /** A size that is a positive multiple of 4 KiB. */
 const frameMultiple = sizeSchema.refine((n) => n > 0 && n % FRAME_SIZE === 0, {
@@ -83,10 +74,16 @@ export const machineConfigShape = {
   memory: memorySchema.prefault({}),
   /** Tracing. */
   trace: traceSchema.prefault({}),
+  /** The PCI topology, devices and firmware's MMIO windows (machine/pci/schema.ts). */
+  pci: pciSchema.prefault({}),
+  /** The IOMMU (off by default). */
+  iommu: iommuSchema.prefault({}),
 };
 
-/** The machine configuration schema. */
-export const machineConfigSchema = z.strictObject(machineConfigShape);
+/** The machine configuration schema: the parts, then the checks that span parts (topology against memory). */
+export const machineConfigSchema = z.strictObject(machineConfigShape).superRefine((c, ctx) => {
+  for (const b of checkTopology(c.pci, c.iommu, c.memory.size)) ctx.addIssue({ code: 'custom', path: b.path, message: b.message });
+});
 
 /** A configuration as written: every field optional, sizes as numbers or strings. */
 export type MachineConfigInput = z.input<typeof machineConfigSchema>;

@@ -2,3 +2,4 @@
 export * from './config.ts';
 export * from './size.ts';
 export * from './machine.ts';
+export * from './pci/index.ts';

@@ -1,6 +1,8 @@
 import { FRAME_SIZE, FrameAllocator, PhysicalMemory, Rng, Simulator, Stats, TraceBus } from '../sim/index.ts';
 import { ChromeTraceWriter, type TraceSink } from '../sim/trace-chrome.ts';
+import type { GroupsError, GroupsResult, IsolationGraph, VtdUnit } from '../iommu/index.ts';
 import { resolveMachineConfig, type MachineConfig, type MachineConfigInput } from './config.ts';
+import { buildPci, type InterruptController, type MmioRouter, type PciBus, type RootComplex } from './pci/index.ts';
 
 /** A Chrome trace being recorded from a machine's trace bus; see {@link Machine.recordChromeTrace}. */
 export interface ChromeTraceRecording {
@@ -15,7 +17,7 @@ export interface ChromeTraceRecording {
 
 /**
  * The board: memory, frames, the scheduler, the seeded generator, the trace bus and counters, wired from
- * one resolved configuration. Later parts (root complex, IOMMU, devices) hang off it. Each machine owns all
+ * one resolved configuration, with the PCI side (root complex, IOMMU, devices, interrupt controller). Each machine owns all
  * of its state: two machines in one worker are independent.
  */
 export interface Machine {
@@ -35,6 +37,20 @@ export interface Machine {
   readonly stats: Stats;
   /** Starts recording a Chrome trace of everything emitted from now on, to `sink` or into a string. */
   recordChromeTrace(sink?: TraceSink): ChromeTraceRecording;
+  /** The PCI functions, their configuration space and firmware's BAR assignment. */
+  readonly pci: PciBus;
+  /** The CPU's MMIO space: BARs and the IOMMU's registers at physical addresses. */
+  readonly mmio: MmioRouter;
+  /** The interrupt controller behind the root complex's MsiSink, with the INTx lines. */
+  readonly intc: InterruptController;
+  /** The root complex: the DMA path's interrupt-window split and the MsiSink the functions message. */
+  readonly rootComplex: RootComplex;
+  /** The VT-d unit when `iommu.enabled`, its registers at `iommu.base` in {@link mmio}. */
+  readonly iommu: VtdUnit | undefined;
+  /** The plain isolation graph of the PCI topology, as `computeGroups` reads it. */
+  isolationGraph(): IsolationGraph;
+  /** The IOMMU groups of the topology (Linux's `pci_device_group` rules). */
+  groups(): GroupsResult | GroupsError;
 }
 
 /**
@@ -51,8 +67,16 @@ export function createMachine(config: MachineConfigInput | MachineConfig = {}): 
   const memory = new PhysicalMemory(resolved.memory.size);
   const reserved = resolved.memory.reserved.map((r) => [r.start / FRAME_SIZE, (r.start + r.size) / FRAME_SIZE - 1] as const);
   const frames = new FrameAllocator(memory.frameCount, resolved.memory.placement, rng.fork(), reserved);
+  const board = buildPci(sim, memory, resolved.pci, resolved.iommu);
   const machine: Machine = {
     config: resolved,
+    pci: board.pci,
+    mmio: board.mmio,
+    intc: board.intc,
+    rootComplex: board.rootComplex,
+    iommu: board.iommu,
+    isolationGraph: () => board.graph,
+    groups: () => board.groups,
     sim,
     memory,
     frames,

@@ -33,6 +33,8 @@ describe('machine configuration', () => {
       seed: 1,
       memory: { size: 2 ** 30, placement: 'scatter', reserved: [{ start: 0, size: FRAME_SIZE }] },
       trace: { counters: true },
+      pci: resolveMachineConfig({}).pci,
+      iommu: { enabled: false, base: 0xfed9_0000 },
     } satisfies MachineConfig);
     expect(resolveMachineConfig()).toEqual(c);
   });
