@@ -100,8 +100,8 @@ export function checkTopology(pci: PciConfig, iommu: IommuConfig, memorySize: nu
 }
 
 /**
- * Linux's probe order (and firmware's): each bus's functions by devfn, and after each bridge the buses
- * below it, depth first. Returns requester ids of bridges and devices alike.
+ * Linux's probe order (`pci_scan_child_bus`): a bus's functions by devfn, then the bus below each of its
+ * bridges in turn, depth first. Returns requester ids of bridges and devices alike.
  */
 export function probeOrder(graph: IsolationGraph): number[] {
   const byBus = new Map<number, IsolationNode[]>();
@@ -113,10 +113,9 @@ export function probeOrder(graph: IsolationGraph): number[] {
   const out: number[] = [];
   const walk = (bus: number, depth: number): void => {
     if (depth > 256) return;
-    for (const n of [...(byBus.get(bus) ?? [])].sort((a, b) => a.bdf - b.bdf)) {
-      out.push(n.bdf);
-      if (n.secondaryBus !== undefined) walk(n.secondaryBus, depth + 1);
-    }
+    const here = [...(byBus.get(bus) ?? [])].sort((a, b) => a.bdf - b.bdf);
+    for (const n of here) out.push(n.bdf);
+    for (const n of here) if (n.secondaryBus !== undefined) walk(n.secondaryBus, depth + 1);
   };
   walk(0, 0);
   return out;
