@@ -1,5 +1,5 @@
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { ConfigError, createMachine, loadMachineConfig, resolveMachineConfig, type Machine, type ChromeTraceRecording } from '../machine/index.ts';
+import { ConfigError, createMachine, loadMachineConfig, resolveMachineConfig, type Machine, type MachineConfigInput, type ChromeTraceRecording } from '../machine/index.ts';
 import { ChromeTraceWriter } from '../sim/trace-chrome.ts';
 import { SCENARIOS, type ScenarioContext } from '../scenarios/registry.ts';
 import { CliError, type CliIo } from './io.ts';
@@ -63,8 +63,8 @@ export async function runCommand(name: string, options: RunCommandOptions, io: C
     seed: machineConfig.seed,
     machineConfig,
     traceFile: options.trace,
-    createMachine(): Machine {
-      const m = createMachine(machineConfig);
+    createMachine(config?: MachineConfigInput): Machine {
+      const m = createMachine(config ?? machineConfig);
       if (fd !== undefined && recording === undefined) recording = m.recordChromeTrace(sink);
       return m;
     },

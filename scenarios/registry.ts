@@ -1,7 +1,11 @@
 import { demo } from './demo.ts';
+import { eduDirect } from './edu-direct.ts';
 import type { Scenario } from './scenario.ts';
 
 export type { Printer, Scenario, ScenarioContext } from './scenario.ts';
 
 /** Every registered scenario by name, in the order `dmasim run --help` lists them. */
-export const SCENARIOS: ReadonlyMap<string, Scenario> = new Map<string, Scenario>([['demo', demo]]);
+export const SCENARIOS: ReadonlyMap<string, Scenario> = new Map<string, Scenario>([
+  ['demo', demo],
+  ['edu-direct', eduDirect],
+]);

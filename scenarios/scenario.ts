@@ -1,4 +1,4 @@
-import type { Machine, MachineConfig } from '../machine/index.ts';
+import type { Machine, MachineConfig, MachineConfigInput } from '../machine/index.ts';
 
 /** Where a scenario prints: one call per line, without the newline. */
 export interface Printer {
@@ -13,8 +13,11 @@ export interface ScenarioContext {
   readonly machineConfig: MachineConfig;
   /** The `--trace FILE` option: the Chrome trace of the first machine created goes there. */
   readonly traceFile: string | undefined;
-  /** Builds a machine from {@link machineConfig}; the first one is traced when {@link traceFile} is set. */
-  createMachine(): Machine;
+  /**
+   * Builds a machine from {@link machineConfig}, or from `config` when given (a scenario that needs devices
+   * adds them to the configuration); the first one is traced when {@link traceFile} is set.
+   */
+  createMachine(config?: MachineConfigInput): Machine;
   /** Output. */
   readonly out: Printer;
 }

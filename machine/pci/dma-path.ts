@@ -35,6 +35,7 @@ export class RootComplex implements DmaPort, MsiSink {
   read(requester: number, addr: number, dst: Uint8Array, dstOff: number, len: number, res: DmaResult): void {
     if (addr > MSI_WINDOW_LAST || addr + len <= MSI_WINDOW_START) {
       this.downstream.read(requester, addr, dst, dstOff, len, res);
+      if (this.#sim.trace.active) this.#traceDma('dma.read', requester, addr, len, res);
       return;
     }
     // The window is not memory: nothing completes a read there.
@@ -50,6 +51,7 @@ export class RootComplex implements DmaPort, MsiSink {
   write(requester: number, addr: number, src: Uint8Array, srcOff: number, len: number, res: DmaResult): void {
     if (addr > MSI_WINDOW_LAST || addr + len <= MSI_WINDOW_START) {
       this.downstream.write(requester, addr, src, srcOff, len, res);
+      if (this.#sim.trace.active) this.#traceDma('dma.write', requester, addr, len, res);
       return;
     }
     if (len === 4 && (addr & 3) === 0 && addr >= MSI_WINDOW_START) {
@@ -99,6 +101,11 @@ export class RootComplex implements DmaPort, MsiSink {
   #deliver(requester: number, address: number, data: number): void {
     (this.#msiWrites ??= this.#sim.stats.counter(this.#name, 'msi')).value++;
     this.#intc.msi(requester, address, data);
+  }
+
+  /** One DMA request on the root complex's track: a span of the virtual time its stages reported. */
+  #traceDma(kind: string, requester: number, addr: number, len: number, res: DmaResult): void {
+    this.#sim.trace.span(this.#sim.now, res.costNs, this.#name, kind, { requester, addr, len, status: res.status, bytesDone: res.bytesDone });
   }
 
   #traceWindow(kind: string, requester: number, addr: number, len: number): void {

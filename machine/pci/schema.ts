@@ -18,9 +18,10 @@ export function parseBdf(text: string): number | { error: string } {
   return (Number.parseInt(m[1] as string, 16) << 8) | (dev << 3) | Number(m[3]);
 }
 
-/** A bus:device.function string, resolved to its 16-bit requester id. */
-export const bdfSchema = z.string().transform((v, ctx): number => {
-  const r = parseBdf(v);
+/** A bus:device.function string (or a requester id), resolved to its 16-bit requester id. */
+export const bdfSchema = z.union([z.string(), z.number()]).transform((v, ctx): number => {
+  // A number is an already resolved requester id (a resolved configuration is a valid input).
+  const r = typeof v === 'number' ? (Number.isInteger(v) && v >= 0 && v <= 0xffff ? v : { error: `${v} is not a 16-bit requester id` }) : parseBdf(v);
   if (typeof r === 'object') {
     ctx.addIssue({ code: 'custom', message: r.error });
     return z.NEVER;
@@ -29,10 +30,10 @@ export const bdfSchema = z.string().transform((v, ctx): number => {
 });
 
 /** A DMA mask: a number or hex string of a mask of low bits (`0xffffffff`), resolved to a bigint. */
-const dmaMaskSchema = z.union([z.number(), z.string()]).transform((v, ctx): bigint => {
+const dmaMaskSchema = z.union([z.number(), z.string(), z.bigint()]).transform((v, ctx): bigint => {
   let b: bigint;
   try {
-    b = BigInt(typeof v === 'number' ? (Number.isSafeInteger(v) ? v : -1) : v.trim());
+    b = typeof v === 'bigint' ? v : BigInt(typeof v === 'number' ? (Number.isSafeInteger(v) ? v : -1) : v.trim());
   } catch {
     b = -1n;
   }
