@@ -2,7 +2,12 @@ import { CliError, type CliIo } from './io.ts';
 
 /** Options of `dmasim explain`. */
 export interface ExplainCommandOptions {
-  readonly rid: number;
+  /** A requester id in the built-in example. */
+  readonly rid?: number;
+  /** A function of the machine built from {@link machine} (or the default configuration). */
+  readonly bdf?: number;
+  /** Path of a machine configuration (JSON), with `bdf`. */
+  readonly machine?: string;
   readonly iova: bigint;
   readonly write?: boolean;
 }
@@ -38,6 +43,12 @@ function hex(n: number): string {
  * entry read (root, context, every page-table level) and the outcome, as the hardware would see it.
  */
 export async function explainCommand(options: ExplainCommandOptions, io: CliIo): Promise<void> {
+  if (options.bdf !== undefined) {
+    await explainOnMachine(options.bdf, options, io);
+    return;
+  }
+  if (options.rid === undefined) throw new CliError('explain needs --rid (the built-in example) or --bdf (a machine)');
+  if (options.machine !== undefined) throw new CliError('--machine goes with --bdf; --rid explains the built-in example');
   const { buildExplainExample, formatExplain } = await import('../iommu/vtd/index.ts');
   const ex = buildExplainExample();
   io.stdout(`built-in example: a VT-d unit with translation on; rid 0x${ex.rid.toString(16).padStart(4, '0')} (domain 1, 4-level table) maps\n`);
@@ -46,4 +57,48 @@ export async function explainCommand(options: ExplainCommandOptions, io: CliIo):
   }
   io.stdout(`  (${hex(ex.hole)} is a hole; any other rid has no context entry)\n\n`);
   io.stdout(`${formatExplain(ex.unit.explain(options.rid, options.iova, options.write === true ? 'write' : 'read'))}\n`);
+}
+
+/**
+ * `dmasim explain --bdf B:D.F --iova A [--machine m.json]`: builds the machine and explains the access on
+ * its IOMMU as the unit stands after firmware. No kernel programs the unit yet, so this shows the honest
+ * state: no IOMMU (identity DMA), or translation disabled / no root table / context not present. Once the
+ * kernel's IOMMU driver (a later issue) attaches domains, the same command shows real walks.
+ */
+async function explainOnMachine(bdf: number, options: ExplainCommandOptions, io: CliIo): Promise<void> {
+  const { readFileSync } = await import('node:fs');
+  const { ConfigError, createMachine, loadMachineConfig, resolveMachineConfig } = await import('../machine/index.ts');
+  const { formatBdf, formatExplain } = await import('../iommu/index.ts');
+  let m;
+  try {
+    let config = resolveMachineConfig({});
+    if (options.machine !== undefined) {
+      let text: string;
+      try {
+        text = readFileSync(options.machine, 'utf8');
+      } catch (e) {
+        throw new CliError(`cannot read machine configuration ${options.machine}: ${(e as Error).message}`);
+      }
+      config = loadMachineConfig(text, options.machine);
+    }
+    m = createMachine(config);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new CliError(e.message);
+    throw e;
+  }
+  const slot = m.pci.find(bdf);
+  const where = options.machine ?? 'the default machine';
+  if (slot === undefined) {
+    const have = m.pci.functions.map((f) => `${f.address} (${f.type})`).join(', ');
+    throw new CliError(`no function at ${formatBdf(bdf)} in ${where}; functions: ${have === '' ? 'none' : have}`);
+  }
+  const rid = slot.requesterId;
+  io.stdout(`${where}: ${slot.type} at ${slot.address}, DMA requester id ${formatBdf(rid)}${rid === bdf ? '' : ' (a bridge alias)'}\n`);
+  const unit = m.iommu;
+  if (unit === undefined) {
+    io.stdout(`no IOMMU (iommu.enabled is false): its DMA is untranslated, bus address ${hex(Number(options.iova))} = physical address\n`);
+    return;
+  }
+  io.stdout('as firmware leaves the IOMMU: no kernel has programmed it yet (root table, domains and TE come with the kernel\'s IOMMU driver)\n\n');
+  io.stdout(`${formatExplain(unit.explain(rid, options.iova, options.write === true ? 'write' : 'read'))}\n`);
 }

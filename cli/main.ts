@@ -51,11 +51,13 @@ function program(io: CliIo): Command {
 
   cmd
     .command('explain')
-    .description("explain how the IOMMU translates one access, entry by entry, on the built-in VT-d example's tables")
-    .requiredOption('--rid <rid>', 'requester id: 0x0100 or bus:device.function (01:00.0)', asArgument(parseRid))
+    .description("explain how the IOMMU translates one access, entry by entry: on the built-in VT-d example's tables (--rid) or on a machine's function (--bdf, --machine)")
+    .option('--rid <rid>', 'requester id in the built-in example: 0x0100 or bus:device.function (01:00.0)', asArgument(parseRid))
+    .option('--bdf <b:d.f>', "a function of the machine (e.g. 00:03.0); its DMA's requester id is explained on the machine's IOMMU", asArgument(parseRid))
+    .option('--machine <file>', 'machine configuration (JSON) for --bdf (default: the default machine)')
     .requiredOption('--iova <addr>', 'I/O virtual address, e.g. 0x100000', asArgument(parseIova))
     .option('--write', 'explain a write (default: a read)')
-    .action(async (opts: { rid: number; iova: bigint; write?: boolean }) => explainCommand(opts, io));
+    .action(async (opts: { rid?: number; bdf?: number; machine?: string; iova: bigint; write?: boolean }) => explainCommand(opts, io));
 
   return cmd;
 }
