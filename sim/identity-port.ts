@@ -16,6 +16,11 @@ export class IdentityDmaPort implements DmaPort {
     this.accessNs = accessNs;
   }
 
+  /** The memory behind the port (a translating stage in front may copy frames directly when it is its own). */
+  get memory(): PhysicalMemory {
+    return this.#mem;
+  }
+
   read(_requester: number, addr: number, dst: Uint8Array, dstOff: number, len: number, res: DmaResult): void {
     res.costNs += this.accessNs;
     const ok = this.#inside(addr, len);

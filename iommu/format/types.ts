@@ -126,7 +126,8 @@ export function resetGather(g: IotlbGather): void {
   g.start = -1;
   g.last = -1;
   g.pgsize = 0;
-  g.freelist.length = 0;
+  // Setting an array's length is costly even when nothing changes; unmap-heavy loops reset gathers often.
+  if (g.freelist.length !== 0) g.freelist.length = 0;
 }
 
 /** Whether a gather holds nothing to invalidate. */

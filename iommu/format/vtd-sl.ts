@@ -124,6 +124,8 @@ export class VtdSlPageTable implements IoPageTableOps {
   #leafBase = 0;
   #leafPhys = 0;
   #leafLo = 0;
+  /** Physical address of the leaf entry. */
+  #leafEa = 0;
 
   /** State of one {@link #clearRange}. */
   #unmapped = 0;
@@ -164,8 +166,11 @@ export class VtdSlPageTable implements IoPageTableOps {
     if (!Number.isInteger(prot) || (prot & RW) === 0) return PgtError.INVAL;
     const leafBits = (prot & RW) | ((prot & IommuProt.CACHE) !== 0 ? SL_PTE_SNP : 0);
 
-    this.#newTables.length = 0;
-    this.#newLinks.length = 0;
+    // Only a map that allocated tables leaves these non-empty (setting a length costs even when unchanged).
+    if (this.#newTables.length !== 0) {
+      this.#newTables.length = 0;
+      this.#newLinks.length = 0;
+    }
     let done = 0;
     let cap = this.#maxLeafLevel;
     while (done < size) {
@@ -281,6 +286,15 @@ export class VtdSlPageTable implements IoPageTableOps {
     if (!this.#findLeaf(iova)) return 0;
     let leafLast = this.#leafBase + lvlSize(this.#leafLevel) - 1;
     if (this.#leafLevel > 1 && (this.#leafBase !== iova || last < leafLast)) return PgtError.SPLIT;
+    if (this.#leafBase === iova && leafLast === last) {
+      // Exactly the leaf just found (the common single-page unmap): what #clearRange would do, without walking
+      // again. Every table above spans more than the leaf, so none is left empty by this unmap.
+      const mem = this.#mem;
+      mem.write32(this.#leafEa, 0);
+      mem.write32(this.#leafEa + 4, 0);
+      if (gather !== null) gatherAddRange(gather, iova, last, size);
+      return size;
+    }
     if (last > leafLast && this.#findLeaf(last) && this.#leafLevel > 1) {
       const base = this.#leafBase;
       leafLast = base + lvlSize(this.#leafLevel) - 1;
@@ -355,6 +369,7 @@ export class VtdSlPageTable implements IoPageTableOps {
       const addr = slEntryAddr(lo, mem.read32(ea + 4));
       if (l === 1 || (lo & SL_PTE_PS) !== 0) {
         this.#leafLevel = l;
+        this.#leafEa = ea;
         this.#leafBase = va - (va % lvlSize(l));
         this.#leafPhys = addr;
         this.#leafLo = lo;

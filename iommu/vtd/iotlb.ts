@@ -1,5 +1,10 @@
 import { invariant, type Counter } from '../../sim/index.ts';
 
+/** 2^-32: `(x - lo) * INV_2_32` gives the high word of an integer `x` below 2^53 exactly, and sooner than a division. */
+const INV_2_32 = 2 ** -32;
+/** Physical addresses of 4 KiB entries below this have a frame number that fits an Int32Array. */
+const FRAME_LIMIT = 2 ** 43;
+
 /**
  * The IOTLB: a set-associative cache of leaf translations tagged by domain id, LRU within a set. A superpage
  * is cached as one entry of its own size (level 2: 2 MiB, level 3: 1 GiB), placed in the set its page number
@@ -18,10 +23,14 @@ export class Iotlb {
   readonly #setMask: number;
   /** Domain id of each way, -1 when empty. */
   readonly #did: Int32Array;
+  /** IOVA of the start of the cached page plus its level: one compare matches both (the base's low 12 bits are 0). */
+  readonly #tag: Float64Array;
   /** IOVA of the start of the cached page. */
   readonly #iova: Float64Array;
   /** Physical address of the start of the cached page. */
   readonly #phys: Float64Array;
+  /** For a 4 KiB page, its physical frame number when below 2^31 (an integer index), else -1. */
+  readonly #frame: Int32Array;
   /** Leaf level (1, 2, 3). */
   readonly #level: Uint8Array;
   /** R (1) and W (2) granted. */
@@ -48,8 +57,10 @@ export class Iotlb {
     this.sets = entries / ways;
     this.#setMask = this.sets > 0 && (this.sets & (this.sets - 1)) === 0 ? this.sets - 1 : -1;
     this.#did = new Int32Array(entries).fill(-1);
+    this.#tag = new Float64Array(entries);
     this.#iova = new Float64Array(entries);
     this.#phys = new Float64Array(entries);
+    this.#frame = new Int32Array(entries);
     this.#level = new Uint8Array(entries);
     this.#perm = new Uint8Array(entries);
     this.#leaf = new Float64Array(entries);
@@ -80,32 +91,68 @@ export class Iotlb {
   lookup(did: number, iova: number, need: number, touch: boolean): number {
     if (this.entries === 0) return -1;
     const lo = iova >>> 0;
-    const hi = (iova - lo) / 0x1_0000_0000;
-    for (let level = 1; level <= 3; level++) {
-      if (this.#perLevel[level] === 0) continue;
-      const offMask = level === 1 ? 0xfff : level === 2 ? 0x1f_ffff : 0x3fff_ffff;
-      const base = iova - (lo & offMask);
-      const first = this.#setOf(lo, hi, level) * this.ways;
-      for (let w = first; w < first + this.ways; w++) {
-        if (this.#did[w] === did && this.#iova[w] === base && this.#level[w] === level) {
-          // A cached translation without the permission is a miss: the unit re-walks for the current answer.
-          if (((this.#perm[w] as number) & need) !== need) break;
-          if (touch) {
-            this.#stamp[w] = ++this.#tick;
-            this.#hits.value++;
-          }
-          this.lastWay = w;
-          return w;
-        }
+    const hi = (iova - lo) * INV_2_32;
+    const n = this.#perLevel;
+    // Smallest pages first; a level holding no entries costs one test.
+    let w = n[1] === 0 ? -1 : this.#probe(did, iova - (lo & 0xfff) + 1, this.#setOf(lo, hi, 1), need);
+    if (w < 0 && n[2] !== 0) w = this.#probe(did, iova - (lo & 0x1f_ffff) + 2, this.#setOf(lo, hi, 2), need);
+    if (w < 0 && n[3] !== 0) w = this.#probe(did, iova - (lo & 0x3fff_ffff) + 3, this.#setOf(lo, hi, 3), need);
+    if (w < 0) {
+      if (touch) this.#misses.value++;
+      return -1;
+    }
+    if (touch) this.touch(w);
+    else this.lastWay = w;
+    return w;
+  }
+
+  /**
+   * The way holding a 4 KiB translation of `iova` for domain `did` that grants `need`, or -1: the first probe
+   * {@link lookup} makes, without its side effects. A caller that uses the way calls {@link touch}; one that
+   * finds none goes on to a full lookup. Small, for the unit's hit path.
+   */
+  find4k(did: number, iova: number, need: number): number {
+    if (this.entries === 0) return -1;
+    const lo = iova >>> 0;
+    // As #setOf and #probe for level 1, written out: this runs on every hit.
+    const tag = iova - (lo & 0xfff) + 1;
+    const h = ((lo >>> 12) | (((iova - lo) * INV_2_32) << 20)) >>> 0;
+    const first = (this.#setMask >= 0 ? h & this.#setMask : h % this.sets) * this.ways;
+    for (let w = first; w < first + this.ways; w++) {
+      if (this.#tag[w] === tag && this.#did[w] === did) return ((this.#perm[w] as number) & need) === need ? w : -1;
+    }
+    return -1;
+  }
+
+  /** A hit on way `w`: it becomes the most recently used of its set, and counts. */
+  touch(w: number): void {
+    this.#stamp[w] = ++this.#tick;
+    this.#hits.value++;
+    this.lastWay = w;
+  }
+
+  /** The way of `set` holding `tag` for `did` with the permissions `need`, or -1. */
+  #probe(did: number, tag: number, set: number, need: number): number {
+    const first = set * this.ways;
+    const end = first + this.ways;
+    const tags = this.#tag;
+    for (let w = first; w < end; w++) {
+      if (tags[w] === tag && this.#did[w] === did) {
+        // A cached translation without the permission is a miss: the unit re-walks for the current answer.
+        return ((this.#perm[w] as number) & need) === need ? w : -1;
       }
     }
-    if (touch) this.#misses.value++;
     return -1;
   }
 
   /** Physical address that way `w` maps `iova` to. */
   physOf(w: number, iova: number): number {
     return (this.#phys[w] as number) + (iova - (this.#iova[w] as number));
+  }
+
+  /** Physical frame number of way `w`, a 4 KiB entry found by {@link find4k}: -1 when at or past 2^31. */
+  frameOf(w: number): number {
+    return this.#frame[w] as number;
   }
 
   /** Bytes from `iova` to the end of way `w`'s page. */
@@ -128,17 +175,20 @@ export class Iotlb {
     return this.#perm[w] as number;
   }
 
-  /** Caches a translation: the LRU (or an empty) way of its set is replaced. */
+  /**
+   * Caches a translation: the LRU (or an empty) way of its set is replaced. `iovaBase` is aligned to the page
+   * size of `level` (so its low 12 bits are free for the level in the tag).
+   */
   fill(did: number, iovaBase: number, physBase: number, level: number, perm: number, leafAddr: number): void {
     if (this.entries === 0) return;
     const lo = iovaBase >>> 0;
-    const hi = (iovaBase - lo) / 0x1_0000_0000;
+    const hi = (iovaBase - lo) * INV_2_32;
     const first = this.#setOf(lo, hi, level) * this.ways;
     let victim = -1;
     let lru = first;
     let oldest = Infinity;
     for (let w = first; w < first + this.ways; w++) {
-      if (this.#did[w] === did && this.#iova[w] === iovaBase && this.#level[w] === level) {
+      if (this.#did[w] === did && this.#tag[w] === iovaBase + level) {
         victim = w;
         break;
       }
@@ -155,8 +205,10 @@ export class Iotlb {
     }
     if (this.#did[victim] !== -1) this.#drop(victim);
     this.#did[victim] = did;
+    this.#tag[victim] = iovaBase + level;
     this.#iova[victim] = iovaBase;
     this.#phys[victim] = physBase;
+    this.#frame[victim] = level === 1 && physBase < FRAME_LIMIT ? physBase / 4096 : -1;
     this.#level[victim] = level;
     this.#perm[victim] = perm;
     this.#leaf[victim] = leafAddr;
@@ -208,9 +260,9 @@ export class Iotlb {
 
   #dropInSet(did: number, base: number, level: number): void {
     const lo = base >>> 0;
-    const first = this.#setOf(lo, (base - lo) / 0x1_0000_0000, level) * this.ways;
+    const first = this.#setOf(lo, (base - lo) * INV_2_32, level) * this.ways;
     for (let w = first; w < first + this.ways; w++) {
-      if (this.#did[w] === did && this.#iova[w] === base && this.#level[w] === level) this.#drop(w);
+      if (this.#did[w] === did && this.#tag[w] === base + level) this.#drop(w);
     }
   }
 

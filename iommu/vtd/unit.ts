@@ -1,5 +1,7 @@
 import {
   DmaStatus,
+  FRAME_SHIFT,
+  IdentityDmaPort,
   MSI_WINDOW_LAST,
   MSI_WINDOW_START,
   SimInvariantError,
@@ -42,6 +44,10 @@ const IOTLB_IVT = fmask('IOTLB', 'IVT');
 const IOTLB_IIRG = fmask('IOTLB', 'IIRG');
 const IOTLB_IAIG = fmask('IOTLB', 'IAIG');
 const NO_ROOT = -1;
+const FRAME_SIZE = 1 << FRAME_SHIFT;
+const FRAME_MASK = FRAME_SIZE - 1;
+/** Transfers up to this many bytes PhysicalMemory copies bytewise; the unit copies them itself (see #readSmall). */
+const SMALL_COPY = 32;
 /** 2^n for the address widths in use. */
 const LIMITS: readonly number[] = Array.from({ length: 64 }, (_, n) => 2 ** n);
 const KIND_NAMES = ['root', 'context', 'pte'] as const;
@@ -59,8 +65,6 @@ export class VtdUnit {
   readonly addressWidth: 39 | 48;
   readonly faultRecords: number;
   readonly iotlb: Iotlb;
-  /** When true, every IOTLB hit re-walks the tables (for free) and flags translations they no longer give. */
-  staleOracle: boolean;
 
   readonly #clock: VtdClock;
   readonly #msi: MsiSink;
@@ -73,7 +77,8 @@ export class VtdUnit {
   readonly #qiNs: number;
   readonly #priority: number;
   readonly #sourceId: number;
-  readonly #handlers: Partial<Record<RegName, () => void>>;
+  /** The behaviour of each register instance written (by index into the register file's instances). */
+  readonly #onWrite: readonly ((() => void) | undefined)[];
   readonly #c: Readonly<Record<'ctxHit' | 'ctxMiss' | 'reads' | 'faults' | 'recorded' | 'stale' | 'desc' | 'irq' | 'guest', Counter>>;
   readonly #traceRec: WalkRecorder;
   readonly #qiHost: QiHost;
@@ -99,6 +104,13 @@ export class VtdUnit {
   #limit = 0;
   /** Requester whose cached context `#ctx` holds (-1: none); valid while its context-cache entry is. */
   #curRid = -1;
+  /** `#curRid` when its context is multi-level and the stale oracle is off (the fast path's case), else -1. */
+  #hotRid = -1;
+  #oracle = false;
+  /** The last downstream port found to be an identity port onto {@link mem}. */
+  #memoryPort: DmaPort | null = null;
+  /** Its `accessNs`. */
+  #memoryNs = 0;
   #extent = 0;
   #reason = 0;
   // Queued invalidation.
@@ -124,7 +136,7 @@ export class VtdUnit {
     this.#qiNs = o.qiDescriptorNs ?? VTD_DEFAULTS.qiDescriptorNs;
     this.#priority = o.priority ?? VTD_DEFAULTS.priority;
     this.#sourceId = o.sourceId ?? VTD_DEFAULTS.sourceId;
-    this.staleOracle = o.staleOracle ?? VTD_DEFAULTS.staleOracle;
+    this.#oracle = o.staleOracle ?? VTD_DEFAULTS.staleOracle;
     const stats = o.stats ?? new Stats();
     const ctr = (n: string): Counter => stats.counter(this.name, n);
     this.#c = {
@@ -144,7 +156,7 @@ export class VtdUnit {
     this.#ccLevels = new Uint8Array(n);
     this.#ccFpd = new Uint8Array(n);
     this.#ccPtr = new Float64Array(n);
-    this.#handlers = {
+    const handlers: Partial<Record<RegName, () => void>> = {
       GCMD: () => this.#onGcmd(),
       CCMD: () => this.#onCcmd(),
       IOTLB: () => this.#onIotlbReg(),
@@ -155,6 +167,7 @@ export class VtdUnit {
       ICS: () => this.#onIcs(),
       IECTL: () => this.#onIectl(),
     };
+    this.#onWrite = this.#regs.instances.map((inst) => handlers[inst.def.name as RegName]);
     this.#traceRec = {
       entry: (kind, level, index, addr, w0, w1, w2, w3) => {
         const t = this.#trace as TraceBus;
@@ -185,6 +198,16 @@ export class VtdUnit {
       this.#qiPending = false;
       if (this.#processOne()) this.#kick();
     };
+  }
+
+  /** When true, every IOTLB hit re-walks the tables (for free) and flags translations they no longer give. */
+  get staleOracle(): boolean {
+    return this.#oracle;
+  }
+
+  set staleOracle(on: boolean) {
+    this.#oracle = on;
+    this.#setCurrent(this.#curRid);
   }
 
   #capValue(cm: boolean): bigint {
@@ -269,8 +292,7 @@ export class VtdUnit {
 
   #afterWrite(inst: number): void {
     if (inst < 0) return;
-    const def = this.#regs.instances[inst]?.def;
-    if (def !== undefined) this.#handlers[def.name as RegName]?.();
+    this.#onWrite[inst]?.();
   }
 
   #guestError(what: string): void {
@@ -415,10 +437,15 @@ export class VtdUnit {
     let hi0 = 0;
     let hi1 = 0;
     if (ok) {
-      lo0 = this.mem.read32(a);
-      lo1 = this.mem.read32(a + 4);
-      hi0 = this.mem.read32(a + 8);
-      hi1 = this.mem.read32(a + 12);
+      // A descriptor is 16-byte aligned, so inside one frame: its four dwords straight from the frame's bytes.
+      const o = a & FRAME_MASK;
+      const f = this.mem.peekFrame((a - o) / FRAME_SIZE);
+      if (f !== undefined) {
+        lo0 = dwordAt(f, o);
+        lo1 = dwordAt(f, o + 4);
+        hi0 = dwordAt(f, o + 8);
+        hi1 = dwordAt(f, o + 12);
+      }
       ok = executeDescriptor(this.#qiHost, lo0, lo1, hi0, hi1);
     }
     this.#c.desc.value++;
@@ -438,6 +465,7 @@ export class VtdUnit {
   #resetCaches(): void {
     this.iotlb.invalidateAll();
     this.#invalidateContext(1, 0, 0, 0);
+    this.#setCurrent(-1);
   }
 
   #invalidateContext(g: number, did: number, sid: number, fm: number): void {
@@ -477,6 +505,35 @@ export class VtdUnit {
    * returned in `res` with the bytes moved before the failing page.
    */
   access(down: DmaPort, rid: number, addr: number, buf: Uint8Array, off: number, len: number, res: DmaResult, write: boolean): void {
+    // The common case in the fewest steps: a small transfer inside one 4 KiB page, by the requester whose
+    // multi-level context is loaded (#hotRid: TE on, oracle off) and still cached, hitting a 4 KiB IOTLB
+    // entry, to memory through an identity port. The general path would give it the same result (argument
+    // checks, counters, cost, `res`); this one skips its layers and is small enough for the engine to inline
+    // whole, lookup and copy included.
+    if (
+      rid === this.#hotRid && this.#ccGen[rid] === this.#gen && down === this.#memoryPort &&
+      len > 0 && len <= SMALL_COPY && (len | 0) === len && off >= 0 && off + len <= buf.length &&
+      Number.isSafeInteger(addr) && addr >= 0 && addr < this.#limit && (addr & FRAME_MASK) + len <= FRAME_SIZE
+    ) {
+      const tlb = this.iotlb;
+      const w = tlb.find4k(this.#ctx.did, addr, write ? 2 : 1);
+      // The frame number straight from the entry: no float arithmetic on the way to the bytes. A page past
+      // the end of memory is left to the identity port, on the general path.
+      const fn = w < 0 ? -1 : tlb.frameOf(w);
+      if (fn >= 0 && fn < this.mem.frameCount) {
+        tlb.touch(w);
+        this.#c.ctxHit.value++;
+        res.costNs += this.#lookupNs;
+        if (write) this.#writeSmall(fn, addr & FRAME_MASK, buf, off, len, res);
+        else this.#readSmall(fn, addr & FRAME_MASK, buf, off, len, res);
+        return;
+      }
+    }
+    this.#accessGeneral(down, rid, addr, buf, off, len, res, write);
+  }
+
+  /** {@link access} for every case (the fast path above is one of them). */
+  #accessGeneral(down: DmaPort, rid: number, addr: number, buf: Uint8Array, off: number, len: number, res: DmaResult, write: boolean): void {
     if (!(Number.isSafeInteger(addr) && addr >= 0 && Number.isSafeInteger(len) && len >= 0 && off >= 0 && off + len <= buf.length)) {
       throw new SimInvariantError(`DMA through ${this.name}: bad arguments addr=${addr} off=${off} len=${len} buffer=${buf.length}`);
     }
@@ -499,6 +556,17 @@ export class VtdUnit {
       return;
     }
     const need = write ? 2 : 1;
+    // Most DMA stays inside one 4 KiB page, hence inside the page that maps it: one translation, one transfer.
+    if (len > 0 && (addr & 0xfff) + len <= 0x1000) {
+      const pa = this.#translate(rid, addr, need, write, res);
+      if (pa < 0) failDma(res, DmaStatus.FAULT, addr, this.#reason, 0);
+      else if (len <= SMALL_COPY && pa + len <= this.mem.size && this.#isMemoryPort(down)) {
+        if (write) this.#writeSmall(Math.floor(pa / FRAME_SIZE), pa & FRAME_MASK, buf, off, len, res);
+        else this.#readSmall(Math.floor(pa / FRAME_SIZE), pa & FRAME_MASK, buf, off, len, res);
+      }
+      else this.#transfer(down, rid, addr, pa, buf, off, len, 0, res, write);
+      return;
+    }
     let done = 0;
     while (done < len) {
       const iova = addr + done;
@@ -508,21 +576,68 @@ export class VtdUnit {
         return;
       }
       const n = Math.min(len - done, this.#extent);
-      if (write) down.write(rid, pa, buf, off + done, n, res);
-      else down.read(rid, pa, buf, off + done, n, res);
-      if (res.status !== DmaStatus.OK) {
-        // The completer refused: report the bus address (the IOVA) of the first byte it did not take.
-        const moved = res.bytesDone;
-        res.bytesDone = done + moved;
-        res.faultAddr = iova + moved;
-        res.faultAddrWide = BigInt(iova + moved);
-        return;
-      }
+      if (!this.#transfer(down, rid, iova, pa, buf, off + done, n, done, res, write)) return;
       done += n;
     }
     res.status = DmaStatus.OK;
     res.bytesDone = len;
     res.faultReason = 0;
+  }
+
+  /** Whether `down` is an identity port onto this unit's memory (the machine's usual downstream). */
+  #isMemoryPort(down: DmaPort): boolean {
+    if (down === this.#memoryPort) return true;
+    if (!(down instanceof IdentityDmaPort && down.memory === this.mem)) return false;
+    this.#memoryPort = down;
+    this.#memoryNs = down.accessNs;
+    return true;
+  }
+
+  /**
+   * What the identity port onto memory ({@link #memoryPort}) does for a read of `len` (at most
+   * {@link SMALL_COPY}) bytes at offset `o` of frame `fn`, inside the frame, without its layers: its cost, the
+   * bytes copied one by one as PhysicalMemory copies them, success.
+   */
+  #readSmall(fn: number, o: number, buf: Uint8Array, off: number, len: number, res: DmaResult): void {
+    res.costNs += this.#memoryNs;
+    const f = this.mem.peekFrame(fn);
+    // A frame never written reads as zeros (a loop: fill() costs more than a few bytes).
+    for (let i = 0; i < len; i++) buf[off + i] = f === undefined ? 0 : (f[o + i] as number);
+    res.status = DmaStatus.OK;
+    res.bytesDone = len;
+    res.faultReason = 0;
+  }
+
+  /** The write counterpart of {@link #readSmall}. */
+  #writeSmall(fn: number, o: number, buf: Uint8Array, off: number, len: number, res: DmaResult): void {
+    res.costNs += this.#memoryNs;
+    const f = this.mem.frame(fn);
+    // As PhysicalMemory.write: a whole source buffer goes by set(), which is memmove-safe should it alias the frame.
+    if (len === buf.length) f.set(buf, o);
+    else for (let i = 0; i < len; i++) f[o + i] = buf[off + i] as number;
+    res.status = DmaStatus.OK;
+    res.bytesDone = len;
+    res.faultReason = 0;
+  }
+
+  /**
+   * Moves `n` bytes of a translated page (IOVA `iova`, physical `pa`, after `done` bytes of the access) through
+   * `down`. On a refusal `res` reports the IOVA of the first byte the completer did not take; returns whether
+   * it took them all.
+   */
+  #transfer(down: DmaPort, rid: number, iova: number, pa: number, buf: Uint8Array, off: number, n: number, done: number, res: DmaResult, write: boolean): boolean {
+    if (write) down.write(rid, pa, buf, off, n, res);
+    else down.read(rid, pa, buf, off, n, res);
+    if (res.status !== DmaStatus.OK) {
+      const moved = res.bytesDone;
+      res.bytesDone = done + moved;
+      res.faultAddr = iova + moved;
+      res.faultAddrWide = BigInt(iova + moved);
+      return false;
+    }
+    res.bytesDone = done + n;
+    res.faultReason = 0;
+    return true;
   }
 
   /** A DMA at a bus address that may not fit a `number`: at or past 2^53 it faults with reason 4 (exact address). */
@@ -571,7 +686,7 @@ export class VtdUnit {
       c.ptr = this.#ccPtr[rid] as number;
     } else {
       this.#c.ctxMiss.value++;
-      this.#curRid = -1;
+      this.#setCurrent(-1);
       const ok = readContext(this.mem, this.#params, this.#root, rid, c, this.#trace?.active === true ? this.#traceRec : null);
       res.costNs += c.reads * this.#memReadNs;
       this.#c.reads.value += c.reads;
@@ -586,8 +701,14 @@ export class VtdUnit {
       }
     }
     this.#limit = c.agaw < this.addressWidth ? LIMITS[c.agaw] ?? 0 : LIMITS[this.addressWidth] ?? 0;
-    this.#curRid = this.#ccOn ? rid : -1;
+    this.#setCurrent(this.#ccOn ? rid : -1);
     return true;
+  }
+
+  /** Makes `rid` (-1: none) the requester whose cached context `#ctx` holds. */
+  #setCurrent(rid: number): void {
+    this.#curRid = rid;
+    this.#hotRid = rid >= 0 && this.#ctx.tt === TranslationType.MULTI_LEVEL && !this.#oracle ? rid : -1;
   }
 
   /** Physical address of `iova` in the current context, or -1 after logging the fault (`#reason`). */
@@ -603,7 +724,7 @@ export class VtdUnit {
       const w = tlb.lookup(c.did, iova, need, true);
       if (w >= 0) {
         const pa = tlb.physOf(w, iova);
-        if (this.staleOracle) this.#checkStale(rid, iova, need, pa);
+        if (this.#oracle) this.#checkStale(rid, iova, need, pa);
         this.#extent = tlb.extentOf(w, iova);
         return pa;
       }
@@ -689,6 +810,11 @@ function ecapValue(): bigint {
     if (fd !== undefined) v = set64(v, fd, BigInt(x));
   }
   return v;
+}
+
+/** The little-endian dword at byte `o` of frame `f`, as PhysicalMemory.read32 reads it. */
+function dwordAt(f: Uint8Array, o: number): number {
+  return ((f[o] as number) | ((f[o + 1] as number) << 8) | ((f[o + 2] as number) << 16) | ((f[o + 3] as number) << 24)) >>> 0;
 }
 
 function hex64(lo: number, hi: number): string {
