@@ -109,16 +109,16 @@ export class Scheduler {
   readonly stats: Stats;
   /** Events dispatched so far. */
   dispatched = 0;
-  #now = 0;
-  #seq = 0;
-  #nowSlot = 0;
-  #inWheel = 0;
-  readonly #heads: (Timer | null)[] = Array.from<Timer | null>({ length: WHEEL_SIZE }).fill(null);
-  readonly #tails: (Timer | null)[] = Array.from<Timer | null>({ length: WHEEL_SIZE }).fill(null);
-  readonly #busy = new Uint32Array(WORDS);
-  readonly #heap: Timer[] = [];
-  #dispatching = false;
-  #stopRequested = false;
+  private _now = 0;
+  private _seq = 0;
+  private _nowSlot = 0;
+  private _inWheel = 0;
+  private readonly _heads: (Timer | null)[] = Array.from<Timer | null>({ length: WHEEL_SIZE }).fill(null);
+  private readonly _tails: (Timer | null)[] = Array.from<Timer | null>({ length: WHEEL_SIZE }).fill(null);
+  private readonly _busy = new Uint32Array(WORDS);
+  private readonly _heap: Timer[] = [];
+  private _dispatching = false;
+  private _stopRequested = false;
 
   constructor(options: SimulatorOptions = {}) {
     this.trace = options.trace ?? new TraceBus();
@@ -127,18 +127,18 @@ export class Scheduler {
 
   /** Current virtual time in nanoseconds. */
   get now(): number {
-    return this.#now;
+    return this._now;
   }
 
   /** Events waiting to fire. */
   get pendingEvents(): number {
-    return this.#inWheel + this.#heap.length;
+    return this._inWheel + this._heap.length;
   }
 
   /** Time of the next pending event, or `Infinity`. */
   get nextEventTime(): number {
-    if (this.#inWheel > 0) return this.#now + this.#nextBusyDistance();
-    const h = this.#heap[0];
+    if (this._inWheel > 0) return this._now + this._nextBusyDistance();
+    const h = this._heap[0];
     return h === undefined ? Infinity : h.time;
   }
 
@@ -151,7 +151,7 @@ export class Scheduler {
   /** Runs `callback` once, `delayNs` from now (allocates a {@link Timer}; devices should keep their own). */
   schedule(delayNs: number, callback: () => void, priority: number = Priority.DEFAULT): Timer {
     const t = this.timer(callback, priority);
-    this.scheduleTimerAt(t, this.#now + delayNs);
+    this.scheduleTimerAt(t, this._now + delayNs);
     return t;
   }
 
@@ -164,25 +164,25 @@ export class Scheduler {
 
   /** @internal Queues `t` at `time`, moving it if pending. */
   scheduleTimerAt(t: Timer, time: number): void {
-    const delta = time - this.#now;
+    const delta = time - this._now;
     if (!(delta >= 0 && time <= 9007199254740991 && Math.floor(time) === time)) {
       throw new SimInvariantError(
         delta < 0
-          ? `event scheduled in the past: at ${time} ns, now is ${this.#now} ns`
+          ? `event scheduled in the past: at ${time} ns, now is ${this._now} ns`
           : `event time must be a safe integer number of ns, got ${time}`,
       );
     }
-    if (t.where !== IDLE) this.#remove(t);
+    if (t.where !== IDLE) this._remove(t);
     t.time = time;
-    t.seq = this.#seq++;
-    if (delta < WHEEL_SIZE) this.#wheelInsert(t, (this.#nowSlot + delta) & WHEEL_MASK);
-    else this.#heapPush(t);
+    t.seq = this._seq++;
+    if (delta < WHEEL_SIZE) this._wheelInsert(t, (this._nowSlot + delta) & WHEEL_MASK);
+    else this._heapPush(t);
   }
 
   /** @internal Dequeues `t`; returns whether it was pending. */
   cancelTimer(t: Timer): boolean {
     if (t.where === IDLE) return false;
-    this.#remove(t);
+    this._remove(t);
     return true;
   }
 
@@ -192,18 +192,18 @@ export class Scheduler {
    */
   runSync(options: RunOptions = {}): void {
     const until = options.until ?? Infinity;
-    if (until < this.#now) throw new SimInvariantError(`runSync until ${until} ns is in the past (now ${this.#now} ns)`);
-    if (this.#dispatching) throw new SimInvariantError('runSync called from inside an event callback');
-    this.#dispatching = true;
-    this.#stopRequested = false;
+    if (until < this._now) throw new SimInvariantError(`runSync until ${until} ns is in the past (now ${this._now} ns)`);
+    if (this._dispatching) throw new SimInvariantError('runSync called from inside an event callback');
+    this._dispatching = true;
+    this._stopRequested = false;
     try {
-      while (!this.#stopRequested && this.dispatchNext(until)) {
+      while (!this._stopRequested && this.dispatchNext(until)) {
         // dispatchNext did the work.
       }
     } finally {
-      this.#dispatching = false;
+      this._dispatching = false;
     }
-    if (this.#stopRequested) this.#stopRequested = false;
+    if (this._stopRequested) this._stopRequested = false;
     else if (until !== Infinity) this.advanceTo(until);
   }
 
@@ -212,17 +212,17 @@ export class Scheduler {
    * at the instant of that event and pending events stay queued.
    */
   stop(): void {
-    this.#stopRequested = true;
+    this._stopRequested = true;
   }
 
   /** @internal Whether {@link stop} was called and not yet honoured. */
   get stopRequested(): boolean {
-    return this.#stopRequested;
+    return this._stopRequested;
   }
 
   /** @internal Clears a pending stop request. */
   clearStop(): void {
-    this.#stopRequested = false;
+    this._stopRequested = false;
   }
 
   /** Dispatches the next event if any; returns whether it did. */
@@ -232,61 +232,67 @@ export class Scheduler {
 
   /** @internal Dispatches the earliest event if it is due at or before `until`; returns whether it did. */
   dispatchNext(until: number): boolean {
-    let slot = this.#nowSlot;
-    let t = this.#heads[slot] as Timer | null;
+    let slot = this._nowSlot;
+    let t = this._heads[slot] as Timer | null;
     if (t === null) {
-      // Nothing more at this instant: find the next busy slot, or jump to the first far event.
-      if (this.#inWheel > 0) {
-        const d = this.#nextBusyDistance();
-        if (this.#now + d > until) return false;
-        this.#advanceBy(d);
-      } else {
-        const h = this.#heap[0];
-        if (h === undefined || h.time > until) return false;
-        this.#advanceBy(h.time - this.#now);
-      }
-      slot = this.#nowSlot;
-      t = this.#heads[slot] as Timer;
-    } else if (this.#now > until) {
+      // Nothing more at this instant: move the clock to the next event, if one is due by `until`.
+      if (!this._advanceToNext(until)) return false;
+      slot = this._nowSlot;
+      t = this._heads[slot] as Timer;
+    } else if (this._now > until) {
       return false;
     }
     const n = t.next;
-    this.#heads[slot] = n;
+    this._heads[slot] = n;
     if (n === null) {
-      this.#tails[slot] = null;
-      this.#busy[slot >>> 5] = (this.#busy[slot >>> 5] as number) & ~(1 << (slot & 31));
+      this._tails[slot] = null;
+      this._busy[slot >>> 5] = (this._busy[slot >>> 5] as number) & ~(1 << (slot & 31));
     } else {
       n.prev = null;
       t.next = null;
     }
-    this.#inWheel--;
+    this._inWheel--;
     t.where = IDLE;
     this.dispatched++;
     t.callback();
     return true;
   }
 
-  /** @internal Moves the clock forward to `time` (no event may be due before it). */
-  advanceTo(time: number): void {
-    if (time > this.#now) this.#advanceBy(time - this.#now);
+  /** Advances the clock to the next busy slot or the first far event; false if none is due by `until`. */
+  private _advanceToNext(until: number): boolean {
+    if (this._inWheel > 0) {
+      const d = this._nextBusyDistance();
+      if (this._now + d > until) return false;
+      this._advanceBy(d);
+      return true;
+    }
+    const h = this._heap[0];
+    if (h === undefined || h.time > until) return false;
+    this._advanceBy(h.time - this._now);
+    return true;
   }
 
-  #advanceBy(d: number): void {
-    this.#now += d;
-    this.#nowSlot = d < WHEEL_SIZE ? (this.#nowSlot + d) & WHEEL_MASK : (this.#nowSlot + (d % WHEEL_SIZE)) & WHEEL_MASK;
+  /** @internal Moves the clock forward to `time` (no event may be due before it). */
+  advanceTo(time: number): void {
+    if (time > this._now) this._advanceBy(time - this._now);
+  }
+
+  private _advanceBy(d: number): void {
+    this._now += d;
+    this._nowSlot = d < WHEEL_SIZE ? (this._nowSlot + d) & WHEEL_MASK : (this._nowSlot + (d % WHEEL_SIZE)) & WHEEL_MASK;
     // Far events that the wheel's window now reaches move into it.
-    const heap = this.#heap;
-    const horizon = this.#now + WHEEL_SIZE;
+    const heap = this._heap;
+    const horizon = this._now + WHEEL_SIZE;
     while (heap.length > 0 && (heap[0] as Timer).time < horizon) {
-      const t = this.#heapPop();
-      this.#wheelInsert(t, (this.#nowSlot + (t.time - this.#now)) & WHEEL_MASK);
+      const t = this._heapPop();
+      this._wheelInsert(t, (this._nowSlot + (t.time - this._now)) & WHEEL_MASK);
     }
   }
 
   /** Distance in ns from now to the first busy slot; the wheel must be non-empty. */
-  #nextBusyDistance(): number {
-    const busy = this.#busy;
-    const s = this.#nowSlot;
+  private _nextBusyDistance(): number {
+    const busy = this._busy;
+    const s = this._nowSlot;
     let w = s >>> 5;
     let word = (busy[w] as number) & (~0 << (s & 31));
     let scanned = 0;
@@ -303,16 +309,16 @@ export class Scheduler {
     return (slot - s) & WHEEL_MASK;
   }
 
-  #wheelInsert(t: Timer, slot: number): void {
+  private _wheelInsert(t: Timer, slot: number): void {
     t.where = IN_WHEEL;
-    this.#inWheel++;
-    let tail = this.#tails[slot] ?? null;
+    this._inWheel++;
+    let tail = this._tails[slot] ?? null;
     if (tail === null) {
       t.prev = null;
       t.next = null;
-      this.#heads[slot] = t;
-      this.#tails[slot] = t;
-      this.#busy[slot >>> 5] = (this.#busy[slot >>> 5] as number) | (1 << (slot & 31));
+      this._heads[slot] = t;
+      this._tails[slot] = t;
+      this._busy[slot >>> 5] = (this._busy[slot >>> 5] as number) | (1 << (slot & 31));
       return;
     }
     // Keep the slot in (priority, seq) order; the common case appends at the tail.
@@ -322,84 +328,84 @@ export class Scheduler {
       t.prev = tail;
       t.next = null;
       tail.next = t;
-      this.#tails[slot] = t;
+      this._tails[slot] = t;
       return;
     }
     while (tail !== null && (tail.priority > p || (tail.priority === p && tail.seq > seq))) tail = tail.prev;
     if (tail === null) {
-      const head = this.#heads[slot] as Timer;
+      const head = this._heads[slot] as Timer;
       t.prev = null;
       t.next = head;
       head.prev = t;
-      this.#heads[slot] = t;
+      this._heads[slot] = t;
     } else {
       const n = tail.next;
       t.prev = tail;
       t.next = n;
       tail.next = t;
-      if (n === null) this.#tails[slot] = t;
+      if (n === null) this._tails[slot] = t;
       else n.prev = t;
     }
   }
 
-  #remove(t: Timer): void {
+  private _remove(t: Timer): void {
     if (t.where === IN_HEAP) {
-      this.#heapRemove(t);
+      this._heapRemove(t);
     } else {
-      const slot = (this.#nowSlot + (t.time - this.#now)) & WHEEL_MASK;
+      const slot = (this._nowSlot + (t.time - this._now)) & WHEEL_MASK;
       const p = t.prev;
       const n = t.next;
-      if (p === null) this.#heads[slot] = n;
+      if (p === null) this._heads[slot] = n;
       else p.next = n;
-      if (n === null) this.#tails[slot] = p;
+      if (n === null) this._tails[slot] = p;
       else n.prev = p;
-      if (this.#heads[slot] === null) this.#busy[slot >>> 5] = (this.#busy[slot >>> 5] as number) & ~(1 << (slot & 31));
+      if (this._heads[slot] === null) this._busy[slot >>> 5] = (this._busy[slot >>> 5] as number) & ~(1 << (slot & 31));
       t.prev = null;
       t.next = null;
-      this.#inWheel--;
+      this._inWheel--;
     }
     t.where = IDLE;
   }
 
   // The overflow heap, ordered by (time, priority, seq).
 
-  #heapPush(t: Timer): void {
+  private _heapPush(t: Timer): void {
     t.where = IN_HEAP;
-    const heap = this.#heap;
+    const heap = this._heap;
     t.heapIndex = heap.length;
     heap.push(t);
-    this.#siftUp(t.heapIndex);
+    this._siftUp(t.heapIndex);
   }
 
-  #heapPop(): Timer {
-    const heap = this.#heap;
+  private _heapPop(): Timer {
+    const heap = this._heap;
     const top = heap[0] as Timer;
     const last = heap.pop() as Timer;
     if (last !== top) {
       heap[0] = last;
       last.heapIndex = 0;
-      this.#siftDown(0);
+      this._siftDown(0);
     }
     top.heapIndex = -1;
     top.where = IDLE;
     return top;
   }
 
-  #heapRemove(t: Timer): void {
-    const heap = this.#heap;
+  private _heapRemove(t: Timer): void {
+    const heap = this._heap;
     const i = t.heapIndex;
     const last = heap.pop() as Timer;
     if (last !== t) {
       heap[i] = last;
       last.heapIndex = i;
-      this.#siftDown(i);
-      this.#siftUp(last.heapIndex);
+      this._siftDown(i);
+      this._siftUp(last.heapIndex);
     }
     t.heapIndex = -1;
   }
 
-  #siftUp(i: number): void {
-    const heap = this.#heap;
+  private _siftUp(i: number): void {
+    const heap = this._heap;
     const t = heap[i] as Timer;
     while (i > 0) {
       const pi = (i - 1) >> 1;
@@ -413,8 +419,8 @@ export class Scheduler {
     t.heapIndex = i;
   }
 
-  #siftDown(i: number): void {
-    const heap = this.#heap;
+  private _siftDown(i: number): void {
+    const heap = this._heap;
     const n = heap.length;
     const t = heap[i] as Timer;
     for (;;) {
