@@ -182,6 +182,37 @@ describe('processes', () => {
     );
   });
 
+  it('resumes the processes of one instant in the order their wake-ups were scheduled', async () => {
+    const sim = new Simulator();
+    const q = new WaitQueue('irq');
+    const log: string[] = [];
+    sim.process('A', async (p) => {
+      await p.delay(10);
+      log.push('A');
+    });
+    sim.process('X', async (p) => {
+      await p.wait(q);
+      log.push('X');
+    });
+    sim.process('B', async (p) => {
+      await p.delay(10);
+      log.push('B');
+      await p.delay(0);
+      log.push('B again');
+    });
+    sim.process('Y', async (p) => {
+      log.push(`Y ${await p.wait(new WaitQueue('never'), undefined, 10)}`);
+      await p.delay(0);
+      log.push('Y again');
+    });
+    // At 10 ns a device wakes X (HARDWARE runs first at an instant, so X's wake-up is scheduled before Y's
+    // timeout fires); A and B slept until 10 ns long before, so they come first; Y's timed-out wake-up after X;
+    // what they ask at 10 ns comes after all of them.
+    sim.schedule(10, () => q.wakeAll(), Priority.HARDWARE);
+    await sim.run();
+    expect(log).toEqual(['A', 'B', 'X', 'Y false', 'B again', 'Y again']);
+  });
+
   it('runs threads of one program side by side, each blocking only itself', async () => {
     const sim = new Simulator();
     const irq = new WaitQueue('irq');
