@@ -144,12 +144,6 @@ export class SimProcess {
     return this.#sim.joinWakeGroup(this, this.#waitArg);
   }
 
-  /** @internal Resumed by its wake group: runnable again (the group's promise resolves once for all). */
-  resumeFromGroup(): void {
-    this.state = 'runnable';
-    this.#sim.onRunnable(this);
-  }
-
   /**
    * Blocks on `queue` until it is woken; with `timeoutNs`, gives up after that long. Resolves to `true` when
    * woken, `false` on timeout. `what` names the wait in deadlock reports (e.g. `read(fd 3) on /dev/uio0`).
@@ -513,7 +507,9 @@ export class Simulator extends Scheduler {
   fireWakeGroup(g: WakeGroup): void {
     if (this.#groups.get(g.time) === g) this.#groups.delete(g.time);
     const procs = g.procs;
-    for (let i = 0; i < procs.length; i++) (procs[i] as SimProcess).resumeFromGroup();
+    this.checkRunning(procs[0] as SimProcess);
+    for (let i = 0; i < procs.length; i++) (procs[i] as SimProcess).state = 'runnable';
+    this.#runnable += procs.length;
     const resolve = g.resolve;
     procs.length = 0;
     g.resolve = null;
