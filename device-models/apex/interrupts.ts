@@ -1,9 +1,10 @@
+import { mask32 } from '../../sim/index.ts';
 import type { GuestErrors, PciFunction } from '../pci/index.ts';
 import type { ApexCsr } from './csr.ts';
-import { APEX, APEX_IRQ_COUNT, ApexIrq } from './regs.ts';
+import { APEX, APEX_IRQ_COUNT, ApexIrq, INTVECCTL, INTVECCTL_PACKED } from './regs.ts';
 
 /** Where a source's status, enable and MSI-X entry live: register indices and bit positions. */
-interface SourceWiring {
+export interface SourceWiring {
   /** Status register index (-1: the source has none and is never raised by dmasim). */
   readonly status: number;
   readonly control: number;
@@ -11,6 +12,10 @@ interface SourceWiring {
   readonly vecReg: number;
   readonly vecLsb: number;
 }
+
+/** Mask of one INTVECCTL field (7 bits: `interrupt_pack_width`), taken from the register data. */
+const VEC_MASK = mask32(INTVECCTL.VECTOR);
+const PACK_LSB = [INTVECCTL_PACKED.PACK_0.lsb, INTVECCTL_PACKED.PACK_1.lsb, INTVECCTL_PACKED.PACK_2.lsb, INTVECCTL_PACKED.PACK_3.lsb] as const;
 
 /**
  * The 13 sources as data (spec/devices.md section 1.2): status (W0C) and enable bits, and the INTVECCTL
@@ -23,8 +28,8 @@ export const APEX_SOURCES: readonly SourceWiring[] = (() => {
   one(-1, -1, 0, APEX.INPUT_ACTV_QUEUE_INTVECCTL, 0);
   one(-1, -1, 0, APEX.PARAM_QUEUE_INTVECCTL, 0);
   one(-1, -1, 0, APEX.OUTPUT_ACTV_QUEUE_INTVECCTL, 0);
-  for (let k = 0; k < 4; k++) one(APEX.SC_HOST_INT_STATUS, APEX.SC_HOST_INT_CONTROL, k, APEX.SC_HOST_INTVECCTL, 7 * k);
-  for (let k = 0; k < 4; k++) one(APEX.TOP_LEVEL_INT_STATUS, APEX.TOP_LEVEL_INT_CONTROL, k, APEX.TOP_LEVEL_INTVECCTL, 7 * k);
+  for (let k = 0; k < 4; k++) one(APEX.SC_HOST_INT_STATUS, APEX.SC_HOST_INT_CONTROL, k, APEX.SC_HOST_INTVECCTL, PACK_LSB[k] as number);
+  for (let k = 0; k < 4; k++) one(APEX.TOP_LEVEL_INT_STATUS, APEX.TOP_LEVEL_INT_CONTROL, k, APEX.TOP_LEVEL_INTVECCTL, PACK_LSB[k] as number);
   one(APEX.FATAL_ERR_INT_STATUS, APEX.FATAL_ERR_INT_CONTROL, 0, APEX.FATAL_ERR_INTVECCTL, 0);
   return w;
 })();
@@ -55,7 +60,7 @@ export class ApexInterrupts {
   /** The MSI-X entry source `src` is routed to (its INTVECCTL field). */
   vectorOf(src: number): number {
     const s = APEX_SOURCES[src] as SourceWiring;
-    return (this.#csr.get(s.vecReg) >>> s.vecLsb) & 0x7f;
+    return (this.#csr.get(s.vecReg) >>> s.vecLsb) & VEC_MASK;
   }
 
   /** A cause of source `src` occurred. */

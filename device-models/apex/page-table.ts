@@ -17,7 +17,10 @@ export const PT_ERR = {
 
 /** Where translation and DMA errors go: the device latches them and halts the queue. */
 export interface FaultSink {
-  /** `bits` of hib_error_status, at device address `hi:lo`. */
+  /**
+   * Latches `bits` of hib_error_status. `hi:lo` is the device address of an address error (translation,
+   * AXI), latched in PAGE_FAULT_ADDRESS; `hi` < 0 for errors without one (queue configuration, commands).
+   */
   hibError(bits: number, hi: number, lo: number): void;
 }
 

@@ -155,18 +155,18 @@ export class InstructionQueue {
     const hi = d.getUint32(4, true);
     const len = d.getUint32(8, true);
     if (len === 0) {
-      this.#owner.hibError(LENGTH_0, hi, lo);
+      this.#owner.hibError(LENGTH_0, -1, 0);
       return;
     }
     if (len > APEX_COMMAND_BUFFER_MAX || len % APEX_COMMAND_SIZE !== 0) {
-      this.#owner.hibError(INVALID, hi, lo);
+      this.#owner.hibError(INVALID, -1, 0);
       return;
     }
     const fetchNs = dma.costNs;
     if (!dma.read(hi, lo, this.#cmdBuf, 0, len)) return;
     const ns = this.#cmds.run(this.#cmdView, len / APEX_COMMAND_SIZE);
     if (ns < 0) {
-      if (ns === CMD_INVALID) this.#owner.hibError(INVALID, hi, lo);
+      if (ns === CMD_INVALID) this.#owner.hibError(INVALID, -1, 0);
       return;
     }
     this.#busy = true;

@@ -107,8 +107,10 @@ export const IQ_STATUS = {
 } as const;
 
 const vec = (hi: number, lo: number, d: string) => fld(bits(hi, lo), 'RW', d);
-const UNPACKED = { VECTOR: vec(6, 0, 'MSI-X entry for this source') } as const;
-const PACKED = {
+/** An unpacked INTVECCTL register's field. */
+export const INTVECCTL = { VECTOR: vec(6, 0, 'MSI-X entry for this source') } as const;
+/** A packed INTVECCTL register's fields: 7 bits per source (`interrupt_pack_width`). */
+export const INTVECCTL_PACKED = {
   PACK_0: vec(6, 0, 'MSI-X entry for source 0 of the group'),
   PACK_1: vec(13, 7, 'MSI-X entry for source 1'),
   PACK_2: vec(20, 14, 'MSI-X entry for source 2'),
@@ -152,13 +154,13 @@ export const APEX_REGS = [
   { name: 'EXTENDED_TABLE', offset: 0x46008, width: 64, access: 'RW', reset: 8192n, domain: 'gcb', desc: 'Number of simple slots; extended level-0 slots follow. A value above 8192 is ignored',
     fields: { SIMPLE: fld(bits(13, 0), 'RW', 'simple slot count, 0..8192') } },
   { name: 'TRANSLATION_ENABLE', offset: 0x46010, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: 'Stored; dmasim always translates', fields: ALL64('RW', 'stored') },
-  { name: 'INSTR_QUEUE_INTVECCTL', offset: 0x46018, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: 'MSI-X entry of interrupt 0', fields: UNPACKED },
-  { name: 'INPUT_ACTV_QUEUE_INTVECCTL', offset: 0x46020, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: 'MSI-X entry of interrupt 1', fields: UNPACKED },
-  { name: 'PARAM_QUEUE_INTVECCTL', offset: 0x46028, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: 'MSI-X entry of interrupt 2', fields: UNPACKED },
-  { name: 'OUTPUT_ACTV_QUEUE_INTVECCTL', offset: 0x46030, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: 'MSI-X entry of interrupt 3', fields: UNPACKED },
-  { name: 'SC_HOST_INTVECCTL', offset: 0x46038, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: 'MSI-X entries of interrupts 4..7 (SC_HOST_0..3)', fields: PACKED },
-  { name: 'TOP_LEVEL_INTVECCTL', offset: 0x46040, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: 'MSI-X entries of interrupts 8..11 (TOP_LEVEL_0..3)', fields: PACKED },
-  { name: 'FATAL_ERR_INTVECCTL', offset: 0x46048, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: 'MSI-X entry of interrupt 12', fields: UNPACKED },
+  { name: 'INSTR_QUEUE_INTVECCTL', offset: 0x46018, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: 'MSI-X entry of interrupt 0', fields: INTVECCTL },
+  { name: 'INPUT_ACTV_QUEUE_INTVECCTL', offset: 0x46020, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: 'MSI-X entry of interrupt 1', fields: INTVECCTL },
+  { name: 'PARAM_QUEUE_INTVECCTL', offset: 0x46028, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: 'MSI-X entry of interrupt 2', fields: INTVECCTL },
+  { name: 'OUTPUT_ACTV_QUEUE_INTVECCTL', offset: 0x46030, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: 'MSI-X entry of interrupt 3', fields: INTVECCTL },
+  { name: 'SC_HOST_INTVECCTL', offset: 0x46038, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: 'MSI-X entries of interrupts 4..7 (SC_HOST_0..3)', fields: INTVECCTL_PACKED },
+  { name: 'TOP_LEVEL_INTVECCTL', offset: 0x46040, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: 'MSI-X entries of interrupts 8..11 (TOP_LEVEL_0..3)', fields: INTVECCTL_PACKED },
+  { name: 'FATAL_ERR_INTVECCTL', offset: 0x46048, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: 'MSI-X entry of interrupt 12', fields: INTVECCTL },
   { name: 'KERNEL_DMA_PAUSE', offset: 0x46050, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: 'Stored (no effect in dmasim)', fields: ALL64('RW', 'stored') },
   { name: 'KERNEL_DMA_PAUSE_MASK', offset: 0x46058, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: 'Stored (no effect in dmasim)', fields: ALL64('RW', 'stored') },
   { name: 'STATUS_BLOCK_DELAY', offset: 0x46060, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: 'Stored (no effect in dmasim)', fields: ALL64('RW', 'stored') },
