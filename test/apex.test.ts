@@ -202,6 +202,61 @@ describe('Apex identity and BARs', () => {
   });
 });
 
+describe('Apex MMIO rules', () => {
+  it('a 4-byte access reaches either half of a 64-bit register; a write merges with the other half', () => {
+    const b = board();
+    b.enable();
+    const pt = 0x50000 + 8 * 7;
+    b.w32(pt + 4, 0x8000_0001);
+    b.w32(pt, 0x1234_5001);
+    expect(b.r64(pt)).toBe(0x8000_0001_1234_5001n);
+    expect(b.r32(pt + 4)).toBe(0x8000_0001);
+    const ctl = off('IDLEGENERATOR');
+    b.w32(ctl, 0xffff_ffff);
+    expect(b.r64(ctl)).toBe(1n << 32n);
+    b.w32(ctl + 4, 0);
+    expect(b.r64(ctl)).toBe(0n);
+    // W0C through the low half: bits written 1 stay, the high half is untouched.
+    b.apex.irq.raise(ApexIrq.SC_HOST_0);
+    b.apex.irq.raise(ApexIrq.SC_HOST_3);
+    b.w32(off('SC_HOST_INT_STATUS'), 0x8);
+    expect(b.r64(off('SC_HOST_INT_STATUS'))).toBe(0x8n);
+  });
+
+  it('read-only registers and unclaimed offsets drop writes as guest errors; 8-byte access to a 32-bit register is refused', () => {
+    const b = board();
+    b.enable();
+    b.w64(off('PAGE_TABLE_SIZE'), 5n);
+    expect(b.r64(off('PAGE_TABLE_SIZE'))).toBe(8192n);
+    expect(b.guestErrors('read-only')).toBe(1);
+    expect(b.r32(0x46090)).toBe(0xffff_ffff);
+    expect(b.r64(SCU_2 & ~7)).toBe((1n << 64n) - 1n);
+    expect(b.guestErrors('unhandled')).toBe(2);
+    // FLR is not offered: the DevCtl bit is ignored (the PCI function's guest error).
+    let cap = b.fn.configRead(0x34, 1);
+    while (b.fn.configRead(cap, 1) !== 0x10) cap = b.fn.configRead(cap + 1, 1);
+    b.fn.configWrite(cap + 8, 2, 0x8000);
+    expect(b.fn.errors.count('flr-unsupported')).toBe(1);
+    expect(b.fn.command).toBe(0x0006);
+  });
+
+  it('PCI RST# returns the whole device to power-on: out of reset, tables clear and initialised', () => {
+    const b = board();
+    openDevice(b);
+    b.mapSlot(3);
+    b.enterReset();
+    b.fn.reset();
+    expect(b.fn.command).toBe(0);
+    b.enable();
+    expect(b.r32(SCU_3)).toBe(0);
+    expect(b.r32(SCU_2)).toBe(0);
+    expect(b.r64(off('PAGE_TABLE_INIT'))).toBe(1n);
+    expect(b.r64(0x50000 + 8 * 3)).toBe(0n);
+    expect(b.r64(off('IQ_STATUS'))).toBe(0n);
+    expect(b.r64(off('IDLEGENERATOR'))).toBe(1n << 32n);
+  });
+});
+
 describe('Apex reset and power (apex_driver.c)', () => {
   it('enter_reset and quit_reset: every polled bit moves after a virtual delay', () => {
     const b = board();
