@@ -2,3 +2,4 @@
 export * from './pci/index.ts';
 export * from './edu/index.ts';
 export * from './testdev/index.ts';
+export * from './apex/index.ts';
