@@ -1,0 +1,190 @@
+import { FRAME_SHIFT } from '../../sim/index.ts';
+import { executeDescriptor, type QiHost } from './qi.ts';
+import { REG, fmask } from './regs.ts';
+import { guestError, hex64, raise, setCurrent, type VtdState } from './state.ts';
+
+const FSTS_IQE = fmask('FSTS', 'IQE');
+const ICS_IWC = fmask('ICS', 'IWC');
+const IECTL_IM = fmask('IECTL', 'IM');
+const IECTL_IP = fmask('IECTL', 'IP');
+const FRAME_SIZE = 1 << FRAME_SHIFT;
+const FRAME_MASK = FRAME_SIZE - 1;
+
+// ---------------------------------------------------------------- cache invalidation
+
+/** SRTP and TE changes: the IOTLB and the whole context cache go. */
+export function resetCaches(s: VtdState): void {
+  s.iotlb.invalidateAll();
+  invalidateContext(s, 1, 0, 0, 0);
+  setCurrent(s, -1);
+}
+
+/** Context-cache invalidation: granularity 1 global, 2 domain `did`, 3 device `sid` with function mask `fm`. */
+export function invalidateContext(s: VtdState, g: number, did: number, sid: number, fm: number): void {
+  if (!s.ccOn) return;
+  if (g === 1) {
+    s.gen++;
+    if (s.gen === 0x7fff_ffff) {
+      s.ccGen.fill(0);
+      s.gen = 1;
+    }
+  } else if (g === 2) {
+    for (let r = 0; r < 0x1_0000; r++) if (s.ccGen[r] === s.gen && s.ccDid[r] === did) s.ccGen[r] = 0;
+  } else {
+    // The function mask drops low devfn bits from the comparison: 1 bit 2, 2 bits 2:1, 3 bits 2:0.
+    const ignore = fm === 0 ? 0 : fm === 1 ? 4 : fm === 2 ? 6 : 7;
+    const base = sid & ~ignore & 0xffff;
+    for (let i = 0; i <= ignore; i++) if ((i & ~ignore) === 0) s.ccGen[base | i] = 0;
+  }
+}
+
+/** IOTLB invalidation: 1 global, 2 domain, 3 the 2^am pages at `addr` in domain `did`. */
+export function invalidateIotlb(s: VtdState, g: number, did: number, addr: number, am: number): void {
+  if (g === 1) s.iotlb.invalidateAll();
+  else if (g === 2) s.iotlb.invalidateDomain(did);
+  else s.iotlb.invalidatePages(did, addr, am);
+}
+
+/** The invalidation-completion event (a wait descriptor with IF): ICS.IWC, then IECTL as FECTL for faults. */
+export function completion(s: VtdState): void {
+  const regs = s.regs;
+  if ((regs.get(REG.ICS) & ICS_IWC) !== 0) return;
+  regs.update(REG.ICS, 0, ICS_IWC);
+  regs.update(REG.IECTL, 0, IECTL_IP);
+  if ((regs.get(REG.IECTL) & IECTL_IM) === 0) {
+    raise(s, REG.IEADDR, REG.IEDATA);
+    regs.update(REG.IECTL, IECTL_IP, 0);
+  }
+}
+
+// ---------------------------------------------------------------- queued invalidation
+
+/**
+ * The invalidation queue's hardware side: the ring at IQA consumed from IQH up to IQT, one descriptor per
+ * `qiDescriptorNs` on scheduled events (synchronously when 0), stopping with FSTS.IQE at a bad one. The
+ * unit's register behaviour enables and disables it and moves its tail.
+ */
+export class InvalidationQueue {
+  readonly #s: VtdState;
+  readonly #host: QiHost;
+  readonly #step: () => void;
+  #on = false;
+  #base = 0;
+  #size = 0;
+  #head = 0;
+  #tail = 0;
+  #pending = false;
+
+  constructor(s: VtdState) {
+    this.#s = s;
+    this.#host = {
+      mem: s.mem,
+      invalidateContext: (g, did, sid, fm) => invalidateContext(s, g, did, sid, fm),
+      invalidateIotlb: (g, did, addr, am) => invalidateIotlb(s, g, did, addr, am),
+      completion: () => completion(s),
+      traceDescriptor: (index, type, ok, lo0, lo1, hi0, hi1) => {
+        s.trace?.emit(s.clock.now, s.name, 'qi.descriptor', { index, type, ok, lo: hex64(lo0, lo1), hi: hex64(hi0, hi1) });
+      },
+    };
+    this.#step = () => {
+      this.#pending = false;
+      if (this.#processOne()) this.kick();
+    };
+  }
+
+  /** GSTS.QIES: queued invalidation is enabled (register-based invalidation is then ignored). */
+  get on(): boolean {
+    return this.#on;
+  }
+
+  /** Descriptor index hardware fetches next (IQH.QH). */
+  get head(): number {
+    return this.#head;
+  }
+
+  /** Whether processing is scheduled but not yet run. */
+  get pending(): boolean {
+    return this.#pending;
+  }
+
+  /** Whether QIE may clear: nothing left between IQH and IQT, nothing scheduled. */
+  get idle(): boolean {
+    return this.#head === this.#tail && !this.#pending;
+  }
+
+  /** QIE set: the ring of `size` descriptors at `base`. The caller sets GSTS.QIES, then {@link kick}s. */
+  enable(base: number, size: number): void {
+    this.#base = base;
+    this.#size = size;
+    this.#on = true;
+  }
+
+  /** QIE cleared with the queue {@link idle}: IQH resets to 0. */
+  disable(): void {
+    this.#on = false;
+    this.#head = 0;
+    this.#s.regs.set(REG.IQH, 0);
+  }
+
+  /** IQT written: the new tail (descriptor index), then processing. */
+  setTail(tail: number): void {
+    this.#tail = tail;
+    this.kick();
+  }
+
+  /** Starts processing if enabled, not stopped by IQE, not already scheduled, and there is work. */
+  kick(): void {
+    const s = this.#s;
+    if (!this.#on || this.#pending || (s.regs.get(REG.FSTS) & FSTS_IQE) !== 0 || this.#head === this.#tail) return;
+    if (this.#tail >= this.#size) {
+      guestError(s, `IQT ${this.#tail} is beyond the queue of ${this.#size} descriptors`);
+      s.faults.queueError();
+      return;
+    }
+    if (s.qiNs === 0) {
+      while (this.#processOne());
+    } else {
+      this.#pending = true;
+      s.clock.schedule(s.qiNs, this.#step, s.priority);
+    }
+  }
+
+  /** Processes the descriptor at IQH; returns whether another may follow. */
+  #processOne(): boolean {
+    const s = this.#s;
+    if (!this.#on || (s.regs.get(REG.FSTS) & FSTS_IQE) !== 0 || this.#head === this.#tail) return false;
+    const a = this.#base + this.#head * 16;
+    let ok = a + 16 <= s.mem.size;
+    let lo0 = 0;
+    let lo1 = 0;
+    let hi0 = 0;
+    let hi1 = 0;
+    if (ok) {
+      // A descriptor is 16-byte aligned, so inside one frame: its four dwords straight from the frame's bytes.
+      const o = a & FRAME_MASK;
+      const f = s.mem.peekFrame((a - o) / FRAME_SIZE);
+      if (f !== undefined) {
+        lo0 = dwordAt(f, o);
+        lo1 = dwordAt(f, o + 4);
+        hi0 = dwordAt(f, o + 8);
+        hi1 = dwordAt(f, o + 12);
+      }
+      ok = executeDescriptor(this.#host, lo0, lo1, hi0, hi1);
+    }
+    s.c.desc.value++;
+    if (s.trace?.active === true) this.#host.traceDescriptor(this.#head, lo0 & 0xf, ok, lo0, lo1, hi0, hi1);
+    if (!ok) {
+      // The queue stops at the bad descriptor: IQH keeps pointing at it.
+      s.faults.queueError();
+      return false;
+    }
+    this.#head = (this.#head + 1) % this.#size;
+    s.regs.set(REG.IQH, this.#head << 4);
+    return this.#head !== this.#tail;
+  }
+}
+
+/** The little-endian dword at byte `o` of frame `f`, as PhysicalMemory.read32 reads it. */
+function dwordAt(f: Uint8Array, o: number): number {
+  return ((f[o] as number) | ((f[o + 1] as number) << 8) | ((f[o + 2] as number) << 16) | ((f[o + 3] as number) << 24)) >>> 0;
+}
