@@ -5,8 +5,19 @@ import { registerBenchmarks } from './registry.ts';
 /** Callbacks (or processes) in the des.hold workload, as in ../shared/anchors. */
 const P = 1000;
 
+/**
+ * The xorshift32 state is kept as an int32 (the same 32 bits as the anchors' `uint32_t`): a uint32 above
+ * 2^31 is not a small integer in V8 and would box on every store. `next` returns the anchors' `s`, as unsigned.
+ */
 function seed(i: number): number {
-  return ((2463534242 + i * 7919) | 1) >>> 0;
+  return (2463534242 + i * 7919) | 1;
+}
+
+/** One xorshift32 step on the int32 state (bit for bit the anchors' `s ^= s << 13; s ^= s >> 17; s ^= s << 5`). */
+function step(s: number): number {
+  s ^= s << 13;
+  s ^= s >>> 17;
+  return s ^ (s << 5);
 }
 
 /**
@@ -24,10 +35,8 @@ export function desHold(events: number): { ms: number; simNs: number } {
         sim.stop();
         return;
       }
-      s = (s ^ (s << 13)) >>> 0;
-      s = (s ^ (s >>> 17)) >>> 0;
-      s = (s ^ (s << 5)) >>> 0;
-      t.schedule(1 + (s % 100));
+      s = step(s);
+      t.schedule(1 + ((s >>> 0) % 100));
     });
     timers.push(t);
     t.schedule(0);
@@ -50,10 +59,8 @@ export async function desProcess(events: number): Promise<{ ms: number; events: 
     let s = seed(i);
     sim.process(`p${i}`, async (p) => {
       while (count < events) {
-        s = (s ^ (s << 13)) >>> 0;
-        s = (s ^ (s >>> 17)) >>> 0;
-        s = (s ^ (s << 5)) >>> 0;
-        await p.delay(1 + (s % 100));
+        s = step(s);
+        await p.delay(1 + ((s >>> 0) % 100));
         if (++count >= events) sim.stop();
       }
     });
@@ -74,10 +81,8 @@ export async function desProcessGen(events: number): Promise<{ ms: number; event
     let s = seed(i);
     sim.process(`p${i}`, function* (p) {
       while (count < events) {
-        s = (s ^ (s << 13)) >>> 0;
-        s = (s ^ (s >>> 17)) >>> 0;
-        s = (s ^ (s << 5)) >>> 0;
-        yield p.delay(1 + (s % 100));
+        s = step(s);
+        yield p.delay(1 + ((s >>> 0) % 100));
         if (++count >= events) sim.stop();
       }
     });
