@@ -1,5 +1,5 @@
 import { IdentityDmaPort, invariant, type DmaPort, type MsiSink, type PhysicalMemory, type Simulator } from '../../sim/index.ts';
-import { EduDevice, TestDevice, type PciFunction } from '../../device-models/index.ts';
+import { ApexDevice, EduDevice, TestDevice, type PciFunction } from '../../device-models/index.ts';
 import {
   VtdDmaPort, VtdUnit, computeGroups, formatBdf,
   type GroupsError, type GroupsResult, type IsolationGraph,
@@ -11,6 +11,9 @@ import { MmioRouter, type MmioTarget } from './mmio-router.ts';
 import { parseBdf, vtdOptionsOf, type IommuConfig, type PciConfig, type PciDeviceConfig } from './schema.ts';
 import { intxLine, isolationGraphOf, probeOrder } from './topology.ts';
 
+/** The device models a machine can hold. */
+export type PciDeviceModel = EduDevice | TestDevice | ApexDevice;
+
 /** One device function placed in the topology. */
 export interface PciSlot {
   /** Its own requester id (`bus << 8 | devfn`). */
@@ -19,8 +22,8 @@ export interface PciSlot {
   readonly address: string;
   readonly type: PciDeviceConfig['type'];
   readonly fn: PciFunction;
-  /** The device model (an `EduDevice` or a `TestDevice`). */
-  readonly device: EduDevice | TestDevice;
+  /** The device model. */
+  readonly device: PciDeviceModel;
   /** The requester id its DMA and messages carry at the root complex (a bridge's alias, or its own). */
   readonly requesterId: number;
   /** The interrupt line its INTx pin reaches (-1 without a pin). */
@@ -37,6 +40,8 @@ export interface PciBus {
   find(bdf: number | string): PciSlot | undefined;
   /** The edu at `bdf`; a simulator-misuse error if there is none. */
   edu(bdf: number | string): EduDevice;
+  /** The Apex at `bdf`; a simulator-misuse error if there is none. */
+  apex(bdf: number | string): ApexDevice;
   /** A configuration read; all-ones where no function answers (a master abort). */
   configRead(bdf: number, offset: number, size: number): number;
   /** A configuration write; dropped where no function answers. */
@@ -75,11 +80,15 @@ class IommuTarget implements MmioTarget {
   }
 }
 
-function makeDevice(sim: Simulator, d: PciDeviceConfig, name: string): EduDevice | TestDevice {
-  if (d.type === 'edu') {
-    return new EduDevice(sim, { name, ...(d.dmaMask === undefined ? {} : { dmaMask: d.dmaMask }), ...(d.factorialNs === undefined ? {} : { factorialNs: d.factorialNs }) });
+function makeDevice(sim: Simulator, d: PciDeviceConfig, name: string): PciDeviceModel {
+  switch (d.type) {
+    case 'edu':
+      return new EduDevice(sim, { name, ...(d.dmaMask === undefined ? {} : { dmaMask: d.dmaMask }), ...(d.factorialNs === undefined ? {} : { factorialNs: d.factorialNs }) });
+    case 'testdev':
+      return new TestDevice(sim, { name, flr: d.flr });
+    case 'apex':
+      return new ApexDevice(sim, { name });
   }
-  return new TestDevice(sim, { name, flr: d.flr });
 }
 
 /**
@@ -139,6 +148,11 @@ export function buildPci(sim: Simulator, memory: PhysicalMemory, pciConfig: PciC
       const s = find(bdf);
       const dev = s?.device;
       invariant(dev instanceof EduDevice, () => `no edu at ${String(bdf)}`);
+      return dev;
+    },
+    apex(bdf) {
+      const dev = find(bdf)?.device;
+      invariant(dev instanceof ApexDevice, () => `no apex at ${String(bdf)}`);
       return dev;
     },
     configRead(bdf, offset, size) {

@@ -66,8 +66,19 @@ export const testdevDeviceSchema = z.strictObject({
   acs: z.boolean().default(false),
 });
 
-/** A device in the topology; later issues add the Apex. */
-export const pciDeviceSchema = z.discriminatedUnion('type', [eduDeviceSchema, testdevDeviceSchema]);
+/**
+ * The Coral Edge TPU (device-models/apex): a PCI Express endpoint, 1ac1:089a, whose two 64-bit prefetchable
+ * BARs firmware places in the 64-bit window. `{ type: 'apex', bdf: '01:00.0' }`.
+ */
+export const apexDeviceSchema = z.strictObject({
+  type: z.literal('apex'),
+  bdf: bdfSchema,
+  /** The function has an ACS capability with Linux's required controls enabled (isolation graph only). */
+  acs: z.boolean().default(false),
+});
+
+/** A device in the topology. */
+export const pciDeviceSchema = z.discriminatedUnion('type', [eduDeviceSchema, testdevDeviceSchema, apexDeviceSchema]);
 
 /** Bridge and port kinds, as `iommu/groups.ts` names them. */
 export const BRIDGE_KINDS = ['root-port', 'upstream-port', 'downstream-port', 'pcie-to-pci-bridge', 'pci-bridge'] as const;

@@ -9,8 +9,11 @@ import type { IommuConfig, PciConfig } from './schema.ts';
  * the machine use the same code.
  */
 
-/** The isolation-graph kind of a device function: edu is conventional PCI; PCIe functions on bus 0 are integrated. */
-function deviceKind(type: 'edu' | 'testdev', bus: number): PciNodeKind {
+/**
+ * The isolation-graph kind of a device function: edu is conventional PCI; PCIe functions (testdev, the
+ * Apex) are endpoints, integrated when on bus 0.
+ */
+function deviceKind(type: 'edu' | 'testdev' | 'apex', bus: number): PciNodeKind {
   if (type === 'edu') return 'pci-endpoint';
   // QEMU reports a PCI Express device plugged into the root bus (pcie.0) as a root-complex integrated endpoint.
   return bus === 0 ? 'rc-endpoint' : 'endpoint';
