@@ -1,3 +1,4 @@
+import { apexDirect } from './apex-direct.ts';
 import { demo } from './demo.ts';
 import { eduDirect } from './edu-direct.ts';
 import type { Scenario } from './scenario.ts';
@@ -8,4 +9,5 @@ export type { Printer, Scenario, ScenarioContext } from './scenario.ts';
 export const SCENARIOS: ReadonlyMap<string, Scenario> = new Map<string, Scenario>([
   ['demo', demo],
   ['edu-direct', eduDirect],
+  ['apex-direct', apexDirect],
 ]);
