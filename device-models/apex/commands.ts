@@ -1,3 +1,4 @@
+import { SimInvariantError } from '../../sim/index.ts';
 import type { GasketDma } from './page-table.ts';
 
 /**
@@ -29,15 +30,16 @@ export const APEX_COMMAND_LENGTH_MAX = 16 << 20;
 /** Largest matrix dimension. */
 export const APEX_MATMUL_MAX = 256;
 
-/** Virtual time model of the engine (dmasim's values). */
-export const APEX_COMMAND_TIMING = {
+/** Virtual time model of the engine (dmasim's values); data movement is charged by the DMA path (link). */
+export interface ApexCommandTiming {
   /** Per command. */
-  setupNs: 100,
-  /** Data path: bytes per ns (4 GB/s). */
-  bytesPerNs: 4,
-  /** Multiply-accumulates per ns (a 16 x 16 array at 1 GHz). */
-  macsPerNs: 256,
-} as const;
+  readonly setupNs: number;
+  /** Compute rate of MATMUL_I8 in tera-operations per second; a multiply-accumulate is 2 operations. */
+  readonly tops: number;
+}
+
+/** Default engine timing: 100 ns per command, 4 TOPS (the Edge TPU's rated int8 peak). */
+export const APEX_COMMAND_TIMING: ApexCommandTiming = { setupNs: 100, tops: 4 };
 
 /** Result of running a buffer: >= 0 the virtual ns it took; {@link CMD_INVALID} or {@link CMD_FAULT}. */
 export const CMD_INVALID = -1;
@@ -77,9 +79,16 @@ export class ApexCommands {
   readonly #aBytes = new Uint8Array(this.#a.buffer);
   readonly #bBytes = new Uint8Array(this.#b.buffer);
   readonly #crcOut = new Uint8Array(4);
+  readonly #setupNs: number;
+  /** Operations per virtual ns (1 TOPS = 1000 per ns). */
+  readonly #opsPerNs: number;
 
-  constructor(dma: GasketDma) {
+  constructor(dma: GasketDma, timing: Partial<ApexCommandTiming> = {}) {
     this.#dma = dma;
+    const t = { ...APEX_COMMAND_TIMING, ...timing };
+    if (!(t.tops > 0) || !(t.setupNs >= 0)) throw new SimInvariantError(`apex commands: bad timing ${t.setupNs} ns, ${t.tops} TOPS`);
+    this.#setupNs = t.setupNs;
+    this.#opsPerNs = t.tops * 1000;
   }
 
   /** Runs the `count` commands of `buf`; returns the virtual ns taken or a negative failure. */
@@ -134,8 +143,7 @@ export class ApexCommands {
     }
     if (!ok) return CMD_FAULT;
     this.executed[op] = ((this.executed[op] as number) + 1) >>> 0;
-    const t = APEX_COMMAND_TIMING;
-    return t.setupNs + Math.ceil(dma.bytes / t.bytesPerNs) + Math.ceil(macs / t.macsPerNs) + dma.costNs;
+    return this.#setupNs + Math.ceil((2 * macs) / this.#opsPerNs) + dma.costNs;
   }
 
   #copy(sHi: number, sLo: number, dHi: number, dLo: number, len: number): boolean {

@@ -1,8 +1,9 @@
 import { Priority, type Scheduler, type Timer } from '../../sim/index.ts';
 import { ALL_ONES_64, GuestErrors, MSIX_VECTOR_MASKED, MsixEntry, PciFunction, SIZE_4_8, allOnes, type MmioHandler } from '../pci/index.ts';
-import { ApexCommands } from './commands.ts';
+import { ApexCommands, type ApexCommandTiming } from './commands.ts';
 import { ApexCsr } from './csr.ts';
 import { APEX_IRQ_ERRORS, ApexInterrupts } from './interrupts.ts';
+import { ApexLink, type ApexLinkOptions } from './link.ts';
 import { GasketDma, GasketPageTable, type FaultSink } from './page-table.ts';
 import { InstructionQueue, type QueueOwner } from './queue.ts';
 import {
@@ -15,6 +16,10 @@ import { APEX_RESET_TIMING, ApexScu, type ResetOwner } from './reset.ts';
 export interface ApexOptions {
   /** Component name for traces and counters (default `apex`). */
   readonly name?: string;
+  /** The PCIe link the timing model charges DMA to (default Gen2 x1: {@link APEX_LINK_DEFAULTS}). */
+  readonly link?: Partial<ApexLinkOptions>;
+  /** Command engine timing (default {@link APEX_COMMAND_TIMING}: 100 ns per command, 4 TOPS). */
+  readonly compute?: Partial<ApexCommandTiming>;
 }
 
 const APEX_ERRORS = {
@@ -50,6 +55,8 @@ export class ApexDevice implements MmioHandler, ResetOwner, QueueOwner, FaultSin
   readonly gasketDma: GasketDma;
   readonly commands: ApexCommands;
   readonly queue: InstructionQueue;
+  /** The link model DMA costs come from. */
+  readonly link: ApexLink;
   readonly #sim: Scheduler;
   readonly #name: string;
   readonly #pauseTimer: Timer;
@@ -72,9 +79,10 @@ export class ApexDevice implements MmioHandler, ResetOwner, QueueOwner, FaultSin
     this.errors = new GuestErrors(sim, name, APEX_ERRORS);
     this.irq = new ApexInterrupts(this.csr, this.fn, this.errors);
     this.scu = new ApexScu(sim, this.csr, this);
-    this.pageTable = new GasketPageTable(this.csr, this.fn.dma, this);
-    this.gasketDma = new GasketDma(this.pageTable, this.fn.dma, this);
-    this.commands = new ApexCommands(this.gasketDma);
+    this.link = new ApexLink(options.link);
+    this.pageTable = new GasketPageTable(this.csr, this.fn.dma, this, this.link);
+    this.gasketDma = new GasketDma(this.pageTable, this.fn.dma, this, this.link);
+    this.commands = new ApexCommands(this.gasketDma, options.compute);
     this.queue = new InstructionQueue(sim, this.csr, this.gasketDma, this.commands, this.irq, this);
     this.#pauseTimer = sim.timer(() => this.#pauseSettled(), Priority.HARDWARE);
     this.fn.onReset = () => this.#powerOn();

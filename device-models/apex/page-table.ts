@@ -1,5 +1,6 @@
 import { DmaStatus, createDmaResult, resetDmaResult, type DmaPort } from '../../sim/index.ts';
 import type { ApexCsr } from './csr.ts';
+import { ApexLink } from './link.ts';
 import { APEX, APEX_PAGE_TABLE, HIB_ERROR } from './regs.ts';
 
 const TWO32 = 0x1_0000_0000;
@@ -43,18 +44,20 @@ export class GasketPageTable {
   readonly hi = new Uint32Array(SLOTS);
   /** Translations and subtable fetches. */
   readonly counters = { translations: 0, subtableReads: 0 };
-  /** Virtual ns the last translation spent reading subtables. */
+  /** Virtual ns the last translation spent reading subtables: the link's 8-byte read plus the port's `costNs`. */
   lastCostNs = 0;
   readonly #csr: ApexCsr;
   readonly #port: DmaPort;
   readonly #sink: FaultSink;
+  readonly #subtableReadNs: number;
   readonly #buf = new Uint8Array(8);
   readonly #res = createDmaResult();
 
-  constructor(csr: ApexCsr, port: DmaPort, sink: FaultSink) {
+  constructor(csr: ApexCsr, port: DmaPort, sink: FaultSink, link: ApexLink = new ApexLink()) {
     this.#csr = csr;
     this.#port = port;
     this.#sink = sink;
+    this.#subtableReadNs = link.readNs(8);
   }
 
   /** The number of simple slots (EXTENDED_TABLE). */
@@ -87,7 +90,7 @@ export class GasketPageTable {
     resetDmaResult(res);
     this.counters.subtableReads++;
     this.#port.read(0, sub + 8 * ((lo >>> 12) & 0x1ff), this.#buf, 0, 8, res);
-    this.lastCostNs = res.costNs;
+    this.lastCostNs = this.#subtableReadNs + res.costNs;
     if (res.status !== DmaStatus.OK) return this.#fault(PT_ERR.AXI_READ, hi, lo);
     const b = this.#buf;
     const elo = ((b[0] as number) | ((b[1] as number) << 8) | ((b[2] as number) << 16) | ((b[3] as number) << 24)) >>> 0;
@@ -115,8 +118,9 @@ export class GasketPageTable {
 /**
  * The device's DMA through the gasket table: an access at a device address is split at 4 KiB pages, each
  * page translated, then moved through the port. A refused transfer is an AXI error (bit 4 read, bit 3
- * write) at the device address of the first failing byte. Costs (port and subtable reads) accumulate in
- * {@link costNs}, which the caller zeroes.
+ * write) at the device address of the first failing byte. Costs accumulate in {@link costNs}, which the
+ * caller zeroes: per page, the link's cost of the transfer ({@link ApexLink}), the port's `costNs` (IOMMU
+ * walks) and the translation's subtable read.
  */
 export class GasketDma {
   costNs = 0;
@@ -125,12 +129,14 @@ export class GasketDma {
   readonly #pt: GasketPageTable;
   readonly #port: DmaPort;
   readonly #sink: FaultSink;
+  readonly #link: ApexLink;
   readonly #res = createDmaResult();
 
-  constructor(pt: GasketPageTable, port: DmaPort, sink: FaultSink) {
+  constructor(pt: GasketPageTable, port: DmaPort, sink: FaultSink, link: ApexLink = new ApexLink()) {
     this.#pt = pt;
     this.#port = port;
     this.#sink = sink;
+    this.#link = link;
   }
 
   /** Reads `len` bytes at device address `hi:lo` into `dst` at `off`; false after a fault. */
@@ -162,7 +168,7 @@ export class GasketDma {
       resetDmaResult(res);
       if (write) port.write(0, bus, buf, off + done, chunk, res);
       else port.read(0, bus, buf, off + done, chunk, res);
-      this.costNs += res.costNs;
+      this.costNs += res.costNs + (write ? this.#link.writeNs(chunk) : this.#link.readNs(chunk));
       if (res.status !== DmaStatus.OK) {
         this.#sink.hibError(write ? PT_ERR.AXI_WRITE : PT_ERR.AXI_READ, h, l + res.bytesDone);
         return false;

@@ -48,6 +48,7 @@ export class InstructionQueue {
   readonly #owner: QueueOwner;
   readonly #fetch: Timer;
   readonly #done: Timer;
+  readonly #notify: Timer;
   readonly #desc = new Uint8Array(APEX_DESCRIPTOR_SIZE);
   readonly #descView = new DataView(this.#desc.buffer);
   readonly #cmdBuf = new Uint8Array(APEX_COMMAND_BUFFER_MAX);
@@ -65,6 +66,7 @@ export class InstructionQueue {
     this.#owner = owner;
     this.#fetch = sim.timer(() => this.#step(), Priority.HARDWARE);
     this.#done = sim.timer(() => this.#complete(), Priority.HARDWARE);
+    this.#notify = sim.timer(() => this.#notified(), Priority.HARDWARE);
   }
 
   /** Whether a descriptor is in flight. */
@@ -125,6 +127,7 @@ export class InstructionQueue {
   stop(): void {
     this.#fetch.cancel();
     this.#done.cancel();
+    this.#notify.cancel();
     this.#busy = false;
   }
 
@@ -162,24 +165,37 @@ export class InstructionQueue {
       this.#owner.hibError(INVALID, -1, 0);
       return;
     }
-    const fetchNs = dma.costNs;
     if (!dma.read(hi, lo, this.#cmdBuf, 0, len)) return;
+    // The commands zero and reuse the DMA cost, each returning its own.
+    const fetchNs = dma.costNs;
     const ns = this.#cmds.run(this.#cmdView, len / APEX_COMMAND_SIZE);
     if (ns < 0) {
       if (ns === CMD_INVALID) this.#owner.hibError(INVALID, -1, 0);
       return;
     }
     this.#busy = true;
-    this.#done.schedule(fetchNs + dma.costNs + ns);
+    this.#done.schedule(fetchNs + ns);
   }
 
+  /** The command buffer finished: SC_HOST_0, completed head advances, the status block is written. */
   #complete(): void {
     const csr = this.#csr;
-    this.#busy = false;
+    this.#irq.raise(ApexIrq.SC_HOST_0);
     csr.set(APEX.IQ_COMPLETED_HEAD, this.#next);
     this.completedCount++;
-    if ((csr.get(APEX.IQ_CONTROL) & SB_WR) !== 0 && !this.#writeStatusBlock(0)) return;
-    this.#irq.raise(ApexIrq.SC_HOST_0);
+    if ((csr.get(APEX.IQ_CONTROL) & SB_WR) === 0) {
+      this.#notified();
+      return;
+    }
+    const dma = this.#dma;
+    dma.costNs = 0;
+    if (!this.#writeStatusBlock(0)) return;
+    this.#notify.schedule(dma.costNs);
+  }
+
+  /** The status block write has landed: INSTR_QUEUE, then the next descriptor. */
+  #notified(): void {
+    this.#busy = false;
     this.#irq.raise(ApexIrq.INSTR_QUEUE);
     this.#owner.queueIdle();
     this.kick();
