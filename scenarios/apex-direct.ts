@@ -330,13 +330,16 @@ async function runOn(ctx: ScenarioContext, m: Machine, withIommu: boolean): Prom
       say(`${label}: MATMUL_I8 ${M}x${K} * ${K}x${N} submitted, doorbell IQ_TAIL = ${d.tail}`);
       await d.waitIrq([ApexIrq.SC_HOST_0], 'SC_HOST_0');
       d.traceJob(t0, 'MATMUL_I8');
+      const tSc = sim.now;
       const st = d.r64(off('SC_HOST_INT_STATUS'));
+      // gasket's order: SC_HOST_0 then INSTR_QUEUE; the queue interrupt is acknowledged once it has arrived.
+      await d.waitIrq([ApexIrq.INSTR_QUEUE], 'INSTR_QUEUE');
       const ack = d.acknowledge();
       const got = new Int32Array(M * N);
       memory.read(d.phys.get(SLOT.c) as number, new Uint8Array(got.buffer), 0, 4 * M * N);
       let same = 0;
       for (let i = 0; i < got.length; i++) if (got[i] === want[i]) same++;
-      say(`${label}: SC_HOST_0 interrupt (vector ${hex(VECTOR_BASE + ApexIrq.SC_HOST_0)}) after ${((sim.now - t0) / 1000).toFixed(3)} us; SC_HOST_INT_STATUS ${hex(st)} -> ${hex(d.r64(off('SC_HOST_INT_STATUS')))} (W0C), count ${ack.count}, status block head ${ack.completedHead} fatal ${ack.fatal}`);
+      say(`${label}: SC_HOST_0 interrupt (vector ${hex(VECTOR_BASE + ApexIrq.SC_HOST_0)}) after ${((tSc - t0) / 1000).toFixed(3)} us, INSTR_QUEUE (${hex(VECTOR_BASE + ApexIrq.INSTR_QUEUE)}) ${sim.now - tSc} ns later; SC_HOST_INT_STATUS ${hex(st)} -> ${hex(d.r64(off('SC_HOST_INT_STATUS')))} (W0C), count ${ack.count}, status block head ${ack.completedHead} fatal ${ack.fatal}, IQ_INT_STATUS ${hex(d.r64(off('IQ_INT_STATUS')))}`);
       say(`${label}: C matches the TypeScript product in ${same}/${got.length} elements (C[0][0] = ${got[0]}, C[${M - 1}][${N - 1}] = ${got[M * N - 1]})`);
       return same === got.length && ack.fatal === 0 && ack.completedHead === d.tail;
     };
