@@ -308,7 +308,7 @@ async function runOn(ctx: ScenarioContext, m: Machine, withIommu: boolean): Prom
   const say = (text: string): void => ctx.out.line(`[${(sim.now / 1000).toFixed(3).padStart(12)} us] ${text}`);
   let ok = false;
   sim.process('driver', async (p) => {
-    const bus = withIommu ? vtdIdentity(m, slot.requesterId) : { label: 'no IOMMU: bus addresses are physical', bus: (x: number) => x };
+    const bus = withIommu ? vtdIdentity(m, slot.requesterId) : { label: m.iommu === undefined ? 'no IOMMU: bus addresses are physical' : 'IOMMU present, translation off: bus addresses are physical', bus: (x: number) => x };
     const d = new ApexDirectDriver(m, p, slot.bdf, bar.base, bus, say);
     say(`Apex at ${slot.address} (requester id ${hex(slot.requesterId)}), BAR2 ${hex(bar.base)} (${bar.size >>> 20} MiB, 64-bit prefetchable)`);
     const probed = d.probe();
