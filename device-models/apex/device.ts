@@ -11,6 +11,7 @@ import {
   APEX_REGS, APEX_REGS_END, APEX_REG_AT, APEX_SUBSYSTEM, ApexIrq, HIGH_HALF,
 } from './regs.ts';
 import { APEX_RESET_TIMING, ApexScu, type ResetOwner } from './reset.ts';
+import { ApexThermal, type ApexThermalPoint, type ThermalOwner } from './thermal.ts';
 
 /** Options of an Apex device. */
 export interface ApexOptions {
@@ -20,6 +21,11 @@ export interface ApexOptions {
   readonly link?: Partial<ApexLinkOptions>;
   /** Command engine timing (default {@link APEX_COMMAND_TIMING}: 100 ns per command, 4 TOPS). */
   readonly compute?: Partial<ApexCommandTiming>;
+  /**
+   * The die temperature over virtual time: a step trace, sorted by `atNs` (45.05 °C before its first point
+   * and without one). The thermal sensor reports it and the warnings fire from it (see {@link ApexThermal}).
+   */
+  readonly thermal?: readonly ApexThermalPoint[];
 }
 
 const APEX_ERRORS = {
@@ -30,6 +36,8 @@ const APEX_ERRORS = {
   'bad-partition': ['value'],
   'hib-error': ['bits', 'addressHi', 'addressLo'],
 } as const;
+/** TOP_LEVEL_INT_STATUS-side causes dmasim injects (trace kinds). */
+const INJECT = { link: 'link-error', mbist: 'mbist-failure' } as const;
 /** Guest errors the Apex records. */
 export type ApexGuestError = keyof typeof APEX_ERRORS;
 
@@ -44,7 +52,7 @@ const TWO32 = 0x1_0000_0000;
  * 1 MiB: the CSRs of {@link APEX_REGS}, the gasket page table at 0x50000. Registers take 4- and 8-byte
  * accesses; a 4-byte access reaches either half of a 64-bit register (a write merges with the other half).
  */
-export class ApexDevice implements MmioHandler, ResetOwner, QueueOwner, FaultSink {
+export class ApexDevice implements MmioHandler, ResetOwner, QueueOwner, FaultSink, ThermalOwner {
   readonly accessSizes = SIZE_4_8;
   readonly fn: PciFunction;
   readonly csr = new ApexCsr();
@@ -57,10 +65,13 @@ export class ApexDevice implements MmioHandler, ResetOwner, QueueOwner, FaultSin
   readonly queue: InstructionQueue;
   /** The link model DMA costs come from. */
   readonly link: ApexLink;
+  /** The thermal sensor and its warnings. */
+  readonly thermal: ApexThermal;
   readonly #sim: Scheduler;
   readonly #name: string;
   readonly #pauseTimer: Timer;
   readonly #hooks: ((old: number) => void)[] = [];
+  #mbistPending = false;
 
   constructor(sim: Scheduler, options: ApexOptions = {}) {
     const name = options.name ?? 'apex';
@@ -85,6 +96,7 @@ export class ApexDevice implements MmioHandler, ResetOwner, QueueOwner, FaultSin
     this.commands = new ApexCommands(this.gasketDma, options.compute);
     this.queue = new InstructionQueue(sim, this.csr, this.gasketDma, this.commands, this.irq, this);
     this.#pauseTimer = sim.timer(() => this.#pauseSettled(), Priority.HARDWARE);
+    this.thermal = new ApexThermal(sim, this.csr, this, options.thermal);
     this.fn.onReset = () => this.#powerOn();
     this.#installHooks();
   }
@@ -93,6 +105,8 @@ export class ApexDevice implements MmioHandler, ResetOwner, QueueOwner, FaultSin
     const h = this.#hooks;
     const scu = () => this.scu.update();
     const wire = () => this.irq.updateWire();
+    h[APEX.OMC0_D4] = () => this.thermal.evaluate();
+    h[APEX.OMC0_D8] = () => this.thermal.evaluate();
     h[APEX.SCU_2] = scu;
     h[APEX.SCU_3] = scu;
     h[APEX.IQ_CONTROL] = (old) => this.queue.controlWritten(old);
@@ -197,6 +211,42 @@ export class ApexDevice implements MmioHandler, ResetOwner, QueueOwner, FaultSin
     this.#hooks[i]?.(old);
   }
 
+  // Injected causes.
+
+  /** {@link ThermalOwner}: the GCB is in reset. */
+  get inReset(): boolean {
+    return this.scu.inReset;
+  }
+
+  /** {@link ThermalOwner}: raises source `src`. */
+  raise(src: number): void {
+    this.irq.raise(src);
+  }
+
+  /**
+   * A PCIe link error (*dmasim*'s cause of TOP_LEVEL_1, e.g. a replay timeout or a receiver error the test
+   * injects): raises TOP_LEVEL_1, unless the GCB is in reset (it is then dropped).
+   */
+  injectLinkError(): void {
+    this.#injected(INJECT.link);
+    if (!this.scu.inReset) this.irq.raise(ApexIrq.TOP_LEVEL_1);
+  }
+
+  /**
+   * A memory built-in self-test failure (*dmasim*'s cause of TOP_LEVEL_2): raised now if the GCB is out of
+   * reset, else when it next leaves reset (the self-test result of its RAM power-up).
+   */
+  injectMbistFailure(): void {
+    this.#injected(INJECT.mbist);
+    if (this.scu.inReset) this.#mbistPending = true;
+    else this.irq.raise(ApexIrq.TOP_LEVEL_2);
+  }
+
+  #injected(kind: string): void {
+    const trace = this.#sim.trace;
+    if (trace.active) trace.emit(this.#sim.now, this.#name, kind, {});
+  }
+
   // Errors, pause, reset.
 
   /** {@link FaultSink}: latch HIB error `bits` (address `hi:lo` unless `hi` < 0), raise FATAL_ERR, halt queue 0. */
@@ -256,6 +306,10 @@ export class ApexDevice implements MmioHandler, ResetOwner, QueueOwner, FaultSin
    */
   gcbExitReset(): void {
     this.pageTable.clear();
+    if (this.#mbistPending) {
+      this.#mbistPending = false;
+      this.irq.raise(ApexIrq.TOP_LEVEL_2);
+    }
     const msix = this.fn.msix;
     if (msix === undefined) return;
     msix.table.fill(0);
@@ -271,6 +325,8 @@ export class ApexDevice implements MmioHandler, ResetOwner, QueueOwner, FaultSin
     this.queue.stop();
     this.#pauseTimer.cancel();
     this.pageTable.clear();
+    this.#mbistPending = false;
+    this.thermal.powerOn();
     this.irq.updateWire();
   }
 }

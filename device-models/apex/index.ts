@@ -4,6 +4,7 @@ export * from './csr.ts';
 export * from './interrupts.ts';
 export * from './reset.ts';
 export * from './link.ts';
+export * from './thermal.ts';
 export * from './page-table.ts';
 export * from './commands.ts';
 export * from './queue.ts';

@@ -121,18 +121,21 @@ const FOUR_RW = (d: string) => ({ ENABLE: fld(bits(3, 0), 'RW', d) });
 const ALL64 = (access: 'RW' | 'HW' | 'RO', d: string) => ({ VALUE: fld(bits(63, 0), access, d) });
 const ALL32 = (access: 'RW' | 'HW' | 'RO', d: string) => ({ VALUE: fld(bits(31, 0), access, d) });
 const RUN_CONTROL = { VALUE: fld(bits(1, 0), 'RW', '0 idle, 1 run, 2 halt, 3 single-step (stored; dmasim runs commands regardless)') };
-const WARN = {
-  ADC: fld(bits(25, 16), 'RW', 'warning threshold (ADC units)'),
+/** Fields of the thermal warning registers OMC0_D4 / OMC0_D8. */
+export const OMC_WARN = {
+  ADC: fld(bits(25, 16), 'RW', 'warning threshold (ADC units): fires when the reading is at or below it'),
   ENABLE: fld(bit(31), 'RW', 'warning enable'),
 } as const;
+/** Fields of the temperature register OMC0_DC. */
+export const OMC_TEMP = { ADC: fld(bits(25, 16), 'RO', 'ADC reading; falls as temperature rises') } as const;
 
 /** The BAR2 register block. */
 export const APEX_REGS = [
   { name: 'OMC0_D0', offset: 0x1a0d0, width: 32, access: 'RW', reset: 0n, domain: 'aon', desc: 'Thermal sensor control (stored)', fields: ALL32('RW', 'stored') },
-  { name: 'OMC0_D4', offset: 0x1a0d4, width: 32, access: 'RW', reset: 0n, domain: 'aon', desc: 'Thermal warning 1', fields: WARN },
-  { name: 'OMC0_D8', offset: 0x1a0d8, width: 32, access: 'RW', reset: 0n, domain: 'aon', desc: 'Thermal warning 2 (shutdown alarm)', fields: WARN },
-  { name: 'OMC0_DC', offset: 0x1a0dc, width: 32, access: 'RO', reset: 484n << 16n, domain: 'aon', desc: 'Temperature: (662 - ADC) * 250 + 550 m°C (dmasim: fixed 45.05 °C)',
-    fields: { ADC: fld(bits(25, 16), 'RO', 'ADC reading; falls as temperature rises') } },
+  { name: 'OMC0_D4', offset: 0x1a0d4, width: 32, access: 'RW', reset: 0n, domain: 'aon', desc: 'Thermal warning 1: raises TOP_LEVEL_3 (thermal) on crossing (dmasim)', fields: OMC_WARN },
+  { name: 'OMC0_D8', offset: 0x1a0d8, width: 32, access: 'RW', reset: 0n, domain: 'aon', desc: 'Thermal warning 2 (shutdown alarm): raises TOP_LEVEL_0 (thermal shutdown) on crossing (dmasim)', fields: OMC_WARN },
+  { name: 'OMC0_DC', offset: 0x1a0dc, width: 32, access: 'RO', reset: 484n << 16n, domain: 'aon', desc: 'Temperature: (662 - ADC) * 250 + 550 m°C; dmasim: follows the thermal trace option (45.05 °C without one)',
+    fields: OMC_TEMP },
   { name: 'EFUSE_0', offset: 0x1a2dc, width: 32, access: 'RO', reset: 0x00c0_ffeen, domain: 'aon', desc: 'Unique id [31:0] (dmasim value)', fields: {} },
   { name: 'EFUSE_1', offset: 0x1a2e0, width: 32, access: 'RO', reset: 0x0d3a_5100n, domain: 'aon', desc: 'Unique id [63:32]', fields: {} },
   { name: 'EFUSE_2', offset: 0x1a2e4, width: 32, access: 'RO', reset: 0x1ac1_089an, domain: 'aon', desc: 'Unique id [95:64]', fields: {} },
@@ -184,7 +187,7 @@ export const APEX_REGS = [
   { name: 'SC_HOST_INT_CONTROL', offset: 0x486a0, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: 'Interrupts 4..7 enables', fields: FOUR_RW('bit k enables SC_HOST_k') },
   { name: 'SC_HOST_INT_STATUS', offset: 0x486a8, width: 64, access: 'W0C', reset: 0n, domain: 'gcb', desc: 'Interrupts 4..7 status (SC_HOST_0: a command buffer finished)', fields: FOUR_W0C('bit k: SC_HOST_k raised') },
   { name: 'TOP_LEVEL_INT_CONTROL', offset: 0x486b0, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: 'Interrupts 8..11 enables', fields: FOUR_RW('bit k enables TOP_LEVEL_k') },
-  { name: 'TOP_LEVEL_INT_STATUS', offset: 0x486b8, width: 64, access: 'W0C', reset: 0n, domain: 'gcb', desc: 'Interrupts 8..11 status: 0 thermalShutdown, 1 PCIe, 2 mbist, 3 thermal (never raised in dmasim)', fields: FOUR_W0C('bit k: TOP_LEVEL_k raised') },
+  { name: 'TOP_LEVEL_INT_STATUS', offset: 0x486b8, width: 64, access: 'W0C', reset: 0n, domain: 'gcb', desc: 'Interrupts 8..11 status: 0 thermalShutdown (warn2), 1 PCIe (injectLinkError), 2 mbist (injectMbistFailure), 3 thermal (warn1)', fields: FOUR_W0C('bit k: TOP_LEVEL_k raised') },
   { name: 'FATAL_ERR_INT_CONTROL', offset: 0x486c0, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: 'Interrupt 12 enable', fields: { ENABLE: fld(bit(0), 'RW', 'enable') } },
   { name: 'FATAL_ERR_INT_STATUS', offset: 0x486c8, width: 64, access: 'W0C', reset: 0n, domain: 'gcb', desc: 'Interrupt 12 status: a HIB error was latched', fields: { PENDING: fld(bit(0), 'W0C', 'sticky until cleared') } },
   { name: 'SC_HOST_INT_COUNT', offset: 0x486d0, width: 64, access: 'HW', reset: 0n, domain: 'gcb', desc: 'Per-source raise counts (16-bit, wrapping)',
