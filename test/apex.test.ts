@@ -352,7 +352,8 @@ describe('Apex interrupts', () => {
         b.w64(0x46038, packed(4));
         b.w64(0x46040, packed(8));
         b.w64(0x46048, BigInt(vecs[12]!));
-        for (const r of ['IQ_INT_CONTROL', 'SC_HOST_INT_CONTROL', 'TOP_LEVEL_INT_CONTROL', 'FATAL_ERR_INT_CONTROL'] as const) b.w64(off(r), 0xfn);
+        const controls = ['IQ_INT_CONTROL', 'Q1_INT_CONTROL', 'Q2_INT_CONTROL', 'Q3_INT_CONTROL', 'SC_HOST_INT_CONTROL', 'TOP_LEVEL_INT_CONTROL', 'FATAL_ERR_INT_CONTROL'] as const;
+        for (const r of controls) b.w64(off(r), 0xfn);
         expect(b.apex.irq.vectorOf(src)).toBe(vecs[src]);
         b.apex.irq.raise(src);
         expect(b.host.messages.map((m) => m.data - 0x1000)).toEqual([vecs[src]]);

@@ -8,7 +8,7 @@ import { GasketDma, GasketPageTable, type FaultSink } from './page-table.ts';
 import { InstructionQueue, type QueueOwner } from './queue.ts';
 import {
   APEX, APEX_BAR0_SIZE, APEX_BAR2_SIZE, APEX_ID, APEX_MSIX_PBA, APEX_MSIX_TABLE, APEX_MSIX_VECTORS, APEX_PAGE_TABLE,
-  APEX_REGS, APEX_REGS_END, APEX_REG_AT, APEX_SUBSYSTEM, ApexIrq, HIGH_HALF,
+  APEX_QUEUES, APEX_QUEUE_REGS, APEX_REGS, APEX_REGS_END, APEX_REG_AT, APEX_SUBSYSTEM, ApexIrq, HIGH_HALF,
 } from './regs.ts';
 import { APEX_RESET_TIMING, ApexScu, type ResetOwner } from './reset.ts';
 import { ApexThermal, type ApexThermalPoint, type ThermalOwner } from './thermal.ts';
@@ -35,11 +35,20 @@ const APEX_ERRORS = {
   'in-reset': ['offset'],
   'bad-partition': ['value'],
   'hib-error': ['bits', 'addressHi', 'addressLo'],
+  'queue-error': ['queue', 'addressHi', 'addressLo'],
 } as const;
 /** TOP_LEVEL_INT_STATUS-side causes dmasim injects (trace kinds). */
 const INJECT = { link: 'link-error', mbist: 'mbist-failure' } as const;
 /** Guest errors the Apex records. */
 export type ApexGuestError = keyof typeof APEX_ERRORS;
+
+/** Forwards a queue's DMA faults to the queue, which is made after its DMA. */
+class FaultRelay implements FaultSink {
+  target: FaultSink | undefined;
+  hibError(bits: number, hi: number, lo: number): void {
+    this.target?.hibError(bits, hi, lo);
+  }
+}
 
 const PT_START = APEX_PAGE_TABLE.offset;
 const PT_END = PT_START + 8 * APEX_PAGE_TABLE.entries;
@@ -62,7 +71,10 @@ export class ApexDevice implements MmioHandler, ResetOwner, QueueOwner, FaultSin
   readonly pageTable: GasketPageTable;
   readonly gasketDma: GasketDma;
   readonly commands: ApexCommands;
+  /** Instruction queue 0 (= `queues[0]`). */
   readonly queue: InstructionQueue;
+  /** Instruction queues 0..3 (1-3: dmasim's partitioning extension). */
+  readonly queues: readonly InstructionQueue[];
   /** The link model DMA costs come from. */
   readonly link: ApexLink;
   /** The thermal sensor and its warnings. */
@@ -92,9 +104,23 @@ export class ApexDevice implements MmioHandler, ResetOwner, QueueOwner, FaultSin
     this.scu = new ApexScu(sim, this.csr, this);
     this.link = new ApexLink(options.link);
     this.pageTable = new GasketPageTable(this.csr, this.fn.dma, this, this.link);
-    this.gasketDma = new GasketDma(this.pageTable, this.fn.dma, this, this.link);
+    const window = (q: number) => {
+      const r = APEX_QUEUE_REGS[q] as (typeof APEX_QUEUE_REGS)[number];
+      // Queues 1-3 are confined to their simple windows: extended addresses would reach shared subtables.
+      return { firstReg: r.windowFirst, countReg: r.windowCount, extended: q === 0 };
+    };
+    this.gasketDma = new GasketDma(this.pageTable, this.fn.dma, this, this.link, this.csr, window(0));
     this.commands = new ApexCommands(this.gasketDma, options.compute);
     this.queue = new InstructionQueue(sim, this.csr, this.gasketDma, this.commands, this.irq, this);
+    const queues = [this.queue];
+    for (let q = 1; q < APEX_QUEUES; q++) {
+      const relay = new FaultRelay();
+      const dma = new GasketDma(this.pageTable, this.fn.dma, relay, this.link, this.csr, window(q));
+      const queue = new InstructionQueue(sim, this.csr, dma, new ApexCommands(dma, options.compute), this.irq, this, q);
+      relay.target = queue;
+      queues.push(queue);
+    }
+    this.queues = queues;
     this.#pauseTimer = sim.timer(() => this.#pauseSettled(), Priority.HARDWARE);
     this.thermal = new ApexThermal(sim, this.csr, this, options.thermal);
     this.fn.onReset = () => this.#powerOn();
@@ -109,9 +135,14 @@ export class ApexDevice implements MmioHandler, ResetOwner, QueueOwner, FaultSin
     h[APEX.OMC0_D8] = () => this.thermal.evaluate();
     h[APEX.SCU_2] = scu;
     h[APEX.SCU_3] = scu;
-    h[APEX.IQ_CONTROL] = (old) => this.queue.controlWritten(old);
-    h[APEX.IQ_TAIL] = () => this.queue.tailWritten();
-    for (const r of [APEX.IQ_INT_STATUS, APEX.IQ_INT_CONTROL, APEX.SC_HOST_INT_STATUS, APEX.SC_HOST_INT_CONTROL, APEX.TOP_LEVEL_INT_STATUS,
+    for (const q of this.queues) {
+      const r = APEX_QUEUE_REGS[q.index] as (typeof APEX_QUEUE_REGS)[number];
+      h[r.control] = (old) => q.controlWritten(old);
+      h[r.tail] = () => q.tailWritten();
+      h[r.intStatus] = wire;
+      h[r.intControl] = wire;
+    }
+    for (const r of [APEX.SC_HOST_INT_STATUS, APEX.SC_HOST_INT_CONTROL, APEX.TOP_LEVEL_INT_STATUS,
       APEX.TOP_LEVEL_INT_CONTROL, APEX.FATAL_ERR_INT_STATUS, APEX.FATAL_ERR_INT_CONTROL, APEX.WIRE_INT_MASK_ARRAY]) h[r] = wire;
     h[APEX.USER_HIB_DMA_PAUSE] = () => this.#pauseWritten();
     h[APEX.SC_RUN_CONTROL] = () => this.csr.set(APEX.SC_RUN_STATUS, this.csr.get(APEX.SC_RUN_CONTROL) & 3);
@@ -272,9 +303,21 @@ export class ApexDevice implements MmioHandler, ResetOwner, QueueOwner, FaultSin
     return (this.csr.get(APEX.USER_HIB_DMA_PAUSE) & 1) !== 0;
   }
 
-  /** {@link QueueOwner}: nothing in flight; a pending pause completes. */
+  /** {@link QueueOwner}: a queue has nothing in flight; a pending pause completes once none has. */
   queueIdle(): void {
-    if (this.dmaPaused && !this.#pauseTimer.pending) this.csr.set(APEX.USER_HIB_DMA_PAUSED, 1);
+    if (this.dmaPaused && !this.#pauseTimer.pending && !this.#anyBusy()) this.csr.set(APEX.USER_HIB_DMA_PAUSED, 1);
+  }
+
+  /** {@link QueueOwner}: queue `q` (1..3) latched an error: logged and traced (no FATAL_ERR). */
+  queueFault(q: number, bits: number, hi: number, lo: number): void {
+    this.errors.report('queue-error', q, hi, lo);
+    const trace = this.#sim.trace;
+    if (trace.active) trace.emit(this.#sim.now, this.#name, 'queue-error', { queue: q, bits, address: hi < 0 ? -1 : hi * TWO32 + lo });
+  }
+
+  #anyBusy(): boolean {
+    for (const q of this.queues) if (q.busy) return true;
+    return false;
   }
 
   #pauseWritten(): void {
@@ -284,17 +327,17 @@ export class ApexDevice implements MmioHandler, ResetOwner, QueueOwner, FaultSin
     }
     this.#pauseTimer.cancel();
     this.csr.set(APEX.USER_HIB_DMA_PAUSED, 0);
-    this.queue.kick();
+    for (const q of this.queues) q.kick();
   }
 
   #pauseSettled(): void {
-    if (this.dmaPaused && !this.queue.busy) this.csr.set(APEX.USER_HIB_DMA_PAUSED, 1);
+    if (this.dmaPaused && !this.#anyBusy()) this.csr.set(APEX.USER_HIB_DMA_PAUSED, 1);
   }
 
   /** {@link ResetOwner}: GCB registers to reset values, the queue stopped, the wire dropped. */
   gcbEnterReset(): void {
     this.csr.reset('gcb');
-    this.queue.stop();
+    for (const q of this.queues) q.stop();
     this.#pauseTimer.cancel();
     this.irq.updateWire();
   }
@@ -322,7 +365,7 @@ export class ApexDevice implements MmioHandler, ResetOwner, QueueOwner, FaultSin
     this.csr.reset('aon');
     this.csr.reset('gcb');
     this.scu.powerOn();
-    this.queue.stop();
+    for (const q of this.queues) q.stop();
     this.#pauseTimer.cancel();
     this.pageTable.clear();
     this.#mbistPending = false;

@@ -5,7 +5,7 @@ import { APEX, APEX_IRQ_COUNT, ApexIrq, INTVECCTL, INTVECCTL_PACKED } from './re
 
 /** Where a source's status, enable and MSI-X entry live: register indices and bit positions. */
 export interface SourceWiring {
-  /** Status register index (-1: the source has none and is never raised by dmasim). */
+  /** Status register index (-1: none; every Apex source has one). */
   readonly status: number;
   readonly control: number;
   readonly bit: number;
@@ -25,9 +25,10 @@ export const APEX_SOURCES: readonly SourceWiring[] = (() => {
   const w: SourceWiring[] = [];
   const one = (status: number, control: number, bit: number, vecReg: number, vecLsb: number) => w.push({ status, control, bit, vecReg, vecLsb });
   one(APEX.IQ_INT_STATUS, APEX.IQ_INT_CONTROL, 0, APEX.INSTR_QUEUE_INTVECCTL, 0);
-  one(-1, -1, 0, APEX.INPUT_ACTV_QUEUE_INTVECCTL, 0);
-  one(-1, -1, 0, APEX.PARAM_QUEUE_INTVECCTL, 0);
-  one(-1, -1, 0, APEX.OUTPUT_ACTV_QUEUE_INTVECCTL, 0);
+  // dmasim: sources 1-3 are queues 1-3 (their own INT_STATUS / INT_CONTROL).
+  one(APEX.Q1_INT_STATUS, APEX.Q1_INT_CONTROL, 0, APEX.INPUT_ACTV_QUEUE_INTVECCTL, 0);
+  one(APEX.Q2_INT_STATUS, APEX.Q2_INT_CONTROL, 0, APEX.PARAM_QUEUE_INTVECCTL, 0);
+  one(APEX.Q3_INT_STATUS, APEX.Q3_INT_CONTROL, 0, APEX.OUTPUT_ACTV_QUEUE_INTVECCTL, 0);
   for (let k = 0; k < 4; k++) one(APEX.SC_HOST_INT_STATUS, APEX.SC_HOST_INT_CONTROL, k, APEX.SC_HOST_INTVECCTL, PACK_LSB[k] as number);
   for (let k = 0; k < 4; k++) one(APEX.TOP_LEVEL_INT_STATUS, APEX.TOP_LEVEL_INT_CONTROL, k, APEX.TOP_LEVEL_INTVECCTL, PACK_LSB[k] as number);
   one(APEX.FATAL_ERR_INT_STATUS, APEX.FATAL_ERR_INT_CONTROL, 0, APEX.FATAL_ERR_INTVECCTL, 0);

@@ -73,30 +73,39 @@ export class GasketPageTable {
 
   /** The bus address of device address `hi:lo` (u32 halves), or -1 after reporting the fault to the sink. */
   translate(hi: number, lo: number): number {
+    return this.translateIn(hi, lo, 0, SLOTS, true, this.#sink);
+  }
+
+  /**
+   * {@link translate} through a queue's window: simple slot s means slot `first + s`, and s must be below
+   * `count`; extended addresses fault unless `extended`. Faults go to `sink`.
+   */
+  translateIn(hi: number, lo: number, first: number, count: number, extended: boolean, sink: FaultSink): number {
     this.counters.translations++;
     this.lastCostNs = 0;
     const simple = this.simpleCount;
     if (hi >>> 31 === 0) {
-      const slot = lo >>> 12;
-      if (hi !== 0 || lo >= SIMPLE_LIMIT || slot >= simple || ((this.lo[slot] as number) & 1) === 0) return this.#fault(PT_ERR.SIMPLE, hi, lo);
-      return this.#bus(this.hi[slot] as number, this.lo[slot] as number, lo, hi);
+      const rel = lo >>> 12;
+      const slot = first + rel;
+      if (hi !== 0 || lo >= SIMPLE_LIMIT || rel >= count || slot >= simple || ((this.lo[slot] as number) & 1) === 0) return fault(sink, PT_ERR.SIMPLE, hi, lo);
+      return this.#bus(this.hi[slot] as number, this.lo[slot] as number, lo, hi, sink);
     }
     const lvl0 = ((hi & 3) << 11) | (lo >>> 21);
     const slot = simple + lvl0;
-    if ((hi & 0x7fff_fffc) !== 0 || slot >= SLOTS || ((this.lo[slot] as number) & 1) === 0) return this.#fault(PT_ERR.EXTENDED, hi, lo);
+    if (!extended || (hi & 0x7fff_fffc) !== 0 || slot >= SLOTS || ((this.lo[slot] as number) & 1) === 0) return fault(sink, PT_ERR.EXTENDED, hi, lo);
     const sub = this.#page(this.hi[slot] as number, this.lo[slot] as number);
-    if (sub < 0) return this.#fault(PT_ERR.AXI_READ, hi, lo);
+    if (sub < 0) return fault(sink, PT_ERR.AXI_READ, hi, lo);
     const res = this.#res;
     resetDmaResult(res);
     this.counters.subtableReads++;
     this.#port.read(0, sub + 8 * ((lo >>> 12) & 0x1ff), this.#buf, 0, 8, res);
     this.lastCostNs = this.#subtableReadNs + res.costNs;
-    if (res.status !== DmaStatus.OK) return this.#fault(PT_ERR.AXI_READ, hi, lo);
+    if (res.status !== DmaStatus.OK) return fault(sink, PT_ERR.AXI_READ, hi, lo);
     const b = this.#buf;
     const elo = ((b[0] as number) | ((b[1] as number) << 8) | ((b[2] as number) << 16) | ((b[3] as number) << 24)) >>> 0;
     const ehi = ((b[4] as number) | ((b[5] as number) << 8) | ((b[6] as number) << 16) | ((b[7] as number) << 24)) >>> 0;
-    if ((elo & 1) === 0) return this.#fault(PT_ERR.EXTENDED, hi, lo);
-    return this.#bus(ehi, elo, lo, hi);
+    if ((elo & 1) === 0) return fault(sink, PT_ERR.EXTENDED, hi, lo);
+    return this.#bus(ehi, elo, lo, hi, sink);
   }
 
   /** The bus page of entry `ehi:elo`, or -1 if it is at or past 2^53. */
@@ -104,15 +113,22 @@ export class GasketPageTable {
     return ehi >= 0x20_0000 ? -1 : ehi * TWO32 + ((elo & ~0xfff) >>> 0);
   }
 
-  #bus(ehi: number, elo: number, lo: number, hi: number): number {
+  #bus(ehi: number, elo: number, lo: number, hi: number, sink: FaultSink): number {
     const p = this.#page(ehi, elo);
-    return p < 0 ? this.#fault(PT_ERR.AXI_READ, hi, lo) : p + (lo & 0xfff);
+    return p < 0 ? fault(sink, PT_ERR.AXI_READ, hi, lo) : p + (lo & 0xfff);
   }
+}
 
-  #fault(bits: number, hi: number, lo: number): number {
-    this.#sink.hibError(bits, hi, lo);
-    return -1;
-  }
+function fault(sink: FaultSink, bits: number, hi: number, lo: number): number {
+  sink.hibError(bits, hi, lo);
+  return -1;
+}
+
+/** Where a {@link GasketDma}'s window lives: queue q's window registers, and whether it may use extended addresses. */
+export interface GasketWindow {
+  readonly firstReg: number;
+  readonly countReg: number;
+  readonly extended: boolean;
 }
 
 /**
@@ -130,13 +146,18 @@ export class GasketDma {
   readonly #port: DmaPort;
   readonly #sink: FaultSink;
   readonly #link: ApexLink;
+  readonly #csr: ApexCsr | undefined;
+  readonly #window: GasketWindow | undefined;
   readonly #res = createDmaResult();
 
-  constructor(pt: GasketPageTable, port: DmaPort, sink: FaultSink, link: ApexLink = new ApexLink()) {
+  /** With `csr` and `window`, simple addresses go through that queue window (read at every access). */
+  constructor(pt: GasketPageTable, port: DmaPort, sink: FaultSink, link: ApexLink = new ApexLink(), csr?: ApexCsr, window?: GasketWindow) {
     this.#pt = pt;
     this.#port = port;
     this.#sink = sink;
     this.#link = link;
+    this.#csr = csr;
+    this.#window = window;
   }
 
   /** Reads `len` bytes at device address `hi:lo` into `dst` at `off`; false after a fault. */
@@ -153,6 +174,11 @@ export class GasketDma {
     const pt = this.#pt;
     const port = this.#port;
     const res = this.#res;
+    const w = this.#window;
+    const csr = this.#csr;
+    const first = w === undefined || csr === undefined ? 0 : csr.get(w.firstReg);
+    const count = w === undefined || csr === undefined ? SLOTS : csr.get(w.countReg);
+    const extended = w === undefined ? true : w.extended;
     let done = 0;
     while (done < len) {
       let l = lo + done;
@@ -162,7 +188,7 @@ export class GasketDma {
         h = (h + 1) >>> 0;
       }
       const chunk = Math.min(len - done, PAGE - (l & 0xfff));
-      const bus = pt.translate(h, l);
+      const bus = pt.translateIn(h, l, first, count, extended, this.#sink);
       this.costNs += pt.lastCostNs;
       if (bus < 0) return false;
       resetDmaResult(res);

@@ -72,8 +72,8 @@ export const HIB_ERROR = {
   CSR_PARITY: fld(bit(2), 'W0C', 'CSR parity error (never set)'),
   AXI_WRITE: fld(bit(3), 'W0C', 'AXI slave B error: a DMA write the host bus refused'),
   AXI_READ: fld(bit(4), 'W0C', 'AXI slave R error: a DMA read the host bus refused'),
-  QUEUE_BAD_CONFIG: fld(bits(8, 5), 'W0C', 'queue 0..3 enabled with a bad size (dmasim: only queue 0, bit 5)'),
-  QUEUE_INVALID: fld(bits(12, 9), 'W0C', 'queue 0..3 invalid: tail out of range, bad descriptor or command (dmasim: bit 9)'),
+  QUEUE_BAD_CONFIG: fld(bits(8, 5), 'W0C', 'queue 0..3 enabled with a bad size (bit 5 + q; dmasim: queue 0 here, queues 1-3 in their Qq_ERROR_STATUS)'),
+  QUEUE_INVALID: fld(bits(12, 9), 'W0C', 'queue 0..3 invalid: tail out of range, bad descriptor or command (bit 9 + q; as above)'),
   LENGTH_0_DMA: fld(bit(13), 'W0C', 'a descriptor of size 0'),
   VIRT_TABLE_RDATA_UNCORR: fld(bit(14), 'W0C', 'uncorrectable page-table read (never set)'),
 } as const;
@@ -129,6 +129,54 @@ export const OMC_WARN = {
 /** Fields of the temperature register OMC0_DC. */
 export const OMC_TEMP = { ADC: fld(bits(25, 16), 'RO', 'ADC reading; falls as temperature rises') } as const;
 
+/** Number of instruction queues: queue 0 as on Apex, queues 1-3 dmasim's partitioning extension. */
+export const APEX_QUEUES = 4;
+/** BAR2 page of queue q's registers for q = 1..3 (*dmasim*): 0x4B000, 0x4C000, 0x4D000. */
+export const apexQueuePage = (q: number): number => 0x4b000 + (q - 1) * 0x1000;
+/** BAR2 offset of queue q's window registers (first slot, slot count), 16 bytes per queue (*dmasim*). */
+export const apexQueueWindow = (q: number): number => 0x46100 + 16 * q;
+
+const WINDOW_FIRST = { SLOT: fld(bits(12, 0), 'RW', 'first page-table slot of the window') } as const;
+const WINDOW_COUNT = { SLOTS: fld(bits(13, 0), 'RW', 'slots in the window, 0..8192') } as const;
+
+/** Queue q's window registers (dmasim): simple addresses on queue q are relative to its first slot. */
+function windowRegs<Q extends 0 | 1 | 2 | 3>(q: Q) {
+  const o = apexQueueWindow(q);
+  const count = q === 0 ? 8192n : 0n;
+  return [
+    { name: `Q${q}_WINDOW_FIRST` as `Q${Q}_WINDOW_FIRST`, offset: o, width: 64, access: 'RW', reset: 0n, domain: 'gcb',
+      desc: `Queue ${q} window: first slot (dmasim). Simple address slot s on queue ${q} uses slot first + s`, fields: WINDOW_FIRST },
+    { name: `Q${q}_WINDOW_COUNT` as `Q${Q}_WINDOW_COUNT`, offset: o + 8, width: 64, access: 'RW', reset: count, domain: 'gcb',
+      desc: `Queue ${q} window: slot count (dmasim; s must be below it and first + s below EXTENDED_TABLE)${q === 0 ? '. 8192: the whole simple partition' : '. 0: no access'}`,
+      fields: WINDOW_COUNT },
+  ] as const;
+}
+
+/** Queue q's registers (q = 1..3, dmasim), at the offsets queue 0's have in its page. */
+function queueRegs<Q extends 1 | 2 | 3>(q: Q) {
+  const p = apexQueuePage(q);
+  const n = <S extends string>(s: S) => `Q${q}_${s}` as `Q${Q}_${S}`;
+  const like = (r: string) => `Queue ${q}: as IQ_${r}`;
+  return [
+    { name: n('CONTROL'), offset: p + 0x568, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: like('CONTROL'), fields: IQ_CONTROL },
+    { name: n('STATUS'), offset: p + 0x570, width: 64, access: 'HW', reset: 0n, domain: 'gcb', desc: like('STATUS'), fields: IQ_STATUS },
+    { name: n('DESCRIPTOR_SIZE'), offset: p + 0x578, width: 64, access: 'RO', reset: 16n, domain: 'gcb', desc: like('DESCRIPTOR_SIZE'), fields: ALL64('RO', '16') },
+    { name: n('MINIMUM_SIZE'), offset: p + 0x580, width: 64, access: 'RO', reset: 4n, domain: 'gcb', desc: like('MINIMUM_SIZE'), fields: ALL64('RO', '4') },
+    { name: n('MAXIMUM_SIZE'), offset: p + 0x588, width: 64, access: 'RO', reset: 4096n, domain: 'gcb', desc: like('MAXIMUM_SIZE'), fields: ALL64('RO', '4096') },
+    { name: n('BASE'), offset: p + 0x590, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: like('BASE'), fields: ALL64('RW', 'device address') },
+    { name: n('STATUS_BLOCK_BASE'), offset: p + 0x598, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: like('STATUS_BLOCK_BASE'), fields: ALL64('RW', 'device address') },
+    { name: n('SIZE'), offset: p + 0x5a0, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: like('SIZE'), fields: ALL64('RW', 'descriptors') },
+    { name: n('TAIL'), offset: p + 0x5a8, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: like('TAIL'), fields: ALL64('RW', 'next free slot') },
+    { name: n('FETCHED_HEAD'), offset: p + 0x5b0, width: 64, access: 'HW', reset: 0n, domain: 'gcb', desc: like('FETCHED_HEAD'), fields: ALL64('HW', 'slot') },
+    { name: n('COMPLETED_HEAD'), offset: p + 0x5b8, width: 64, access: 'HW', reset: 0n, domain: 'gcb', desc: like('COMPLETED_HEAD'), fields: ALL64('HW', 'slot') },
+    { name: n('INT_CONTROL'), offset: p + 0x5c0, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: `Interrupt ${q} enable`, fields: { ENABLE: fld(bit(0), 'RW', 'enable') } },
+    { name: n('INT_STATUS'), offset: p + 0x5c8, width: 64, access: 'W0C', reset: 0n, domain: 'gcb', desc: `Interrupt ${q} status: completed head advanced, or queue ${q} faulted`,
+      fields: { PENDING: fld(bit(0), 'W0C', 'set on completion or fault') } },
+    { name: n('ERROR_STATUS'), offset: p + 0x5d0, width: 64, access: 'W0C', reset: 0n, domain: 'gcb', desc: `Queue ${q} errors (dmasim), laid out as HIB_ERROR_STATUS; they raise interrupt ${q}, never FATAL_ERR`, fields: HIB_ERROR },
+    { name: n('FAULT_ADDRESS'), offset: p + 0x5d8, width: 64, access: 'HW', reset: 0n, domain: 'gcb', desc: `Device address of queue ${q}'s last faulting access (dmasim)`, fields: ALL64('HW', 'device address') },
+  ] as const;
+}
+
 /** The BAR2 register block. */
 export const APEX_REGS = [
   { name: 'OMC0_D0', offset: 0x1a0d0, width: 32, access: 'RW', reset: 0n, domain: 'aon', desc: 'Thermal sensor control (stored)', fields: ALL32('RW', 'stored') },
@@ -171,6 +219,7 @@ export const APEX_REGS = [
     fields: { DONE: fld(bit(0), 'HW', 'initialised') } },
   { name: 'MSIX_TABLE_INIT', offset: 0x46080, width: 64, access: 'HW', reset: 1n, domain: 'aon', desc: '1 once the MSI-X table is cleared after reset',
     fields: { DONE: fld(bit(0), 'HW', 'initialised') } },
+  ...windowRegs(0), ...windowRegs(1), ...windowRegs(2), ...windowRegs(3),
   { name: 'IQ_CONTROL', offset: 0x48568, width: 64, access: 'RW', reset: 0n, domain: 'gcb', desc: 'Instruction queue control', fields: IQ_CONTROL },
   { name: 'IQ_STATUS', offset: 0x48570, width: 64, access: 'HW', reset: 0n, domain: 'gcb', desc: 'Instruction queue status', fields: IQ_STATUS },
   { name: 'IQ_DESCRIPTOR_SIZE', offset: 0x48578, width: 64, access: 'RO', reset: 16n, domain: 'gcb', desc: 'Descriptor bytes', fields: ALL64('RO', '16') },
@@ -207,6 +256,7 @@ export const APEX_REGS = [
     fields: { MASK: fld(bits(12, 0), 'RW', 'per source') } },
   { name: 'IDLEGENERATOR', offset: 0x4a000, width: 64, access: 'RW', reset: 1n << 32n, domain: 'aon', desc: 'Idle generator; bit 32 = 0 forces the GCB idle (stored)',
     fields: { NOT_FORCED_IDLE: fld(bit(32), 'RW', '0: force idle') } },
+  ...queueRegs(1), ...queueRegs(2), ...queueRegs(3),
 ] as const satisfies readonly ApexReg[];
 
 /** Name of an Apex register. */
@@ -250,3 +300,39 @@ export const APEX_MASKS: { readonly rw: Uint32Array; readonly w0c: Uint32Array }
   });
   return { rw, w0c };
 })();
+
+
+/** Register indices of one instruction queue (queue 0: the IQ_* registers; error registers -1). */
+export interface ApexQueueRegs {
+  readonly control: number;
+  readonly status: number;
+  readonly minimumSize: number;
+  readonly maximumSize: number;
+  readonly base: number;
+  readonly statusBlockBase: number;
+  readonly size: number;
+  readonly tail: number;
+  readonly fetchedHead: number;
+  readonly completedHead: number;
+  readonly intControl: number;
+  readonly intStatus: number;
+  readonly windowFirst: number;
+  readonly windowCount: number;
+  /** Qq_ERROR_STATUS (-1 for queue 0, whose errors go to HIB_ERROR_STATUS). */
+  readonly errorStatus: number;
+  /** Qq_FAULT_ADDRESS (-1 for queue 0: PAGE_FAULT_ADDRESS). */
+  readonly faultAddress: number;
+}
+
+/** {@link ApexQueueRegs} of queues 0..3, looked up by name in {@link APEX_REGS}. */
+export const APEX_QUEUE_REGS: readonly ApexQueueRegs[] = Array.from({ length: APEX_QUEUES }, (_, q) => {
+  const idx = (name: string): number => APEX_REGS.findIndex((r) => r.name === name);
+  const p = q === 0 ? 'IQ_' : `Q${q}_`;
+  return {
+    control: idx(`${p}CONTROL`), status: idx(`${p}STATUS`), minimumSize: idx(`${p}MINIMUM_SIZE`), maximumSize: idx(`${p}MAXIMUM_SIZE`),
+    base: idx(`${p}BASE`), statusBlockBase: idx(`${p}STATUS_BLOCK_BASE`), size: idx(`${p}SIZE`), tail: idx(`${p}TAIL`),
+    fetchedHead: idx(`${p}FETCHED_HEAD`), completedHead: idx(`${p}COMPLETED_HEAD`), intControl: idx(`${p}INT_CONTROL`), intStatus: idx(`${p}INT_STATUS`),
+    windowFirst: idx(`Q${q}_WINDOW_FIRST`), windowCount: idx(`Q${q}_WINDOW_COUNT`),
+    errorStatus: q === 0 ? -1 : idx(`Q${q}_ERROR_STATUS`), faultAddress: q === 0 ? -1 : idx(`Q${q}_FAULT_ADDRESS`),
+  };
+});
