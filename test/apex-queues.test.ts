@@ -194,4 +194,25 @@ describe('Apex queues 1-3', () => {
       fcOptions(15),
     );
   });
+
+  it('random MMIO to the queue and window registers, with time passing, never throws and never raises FATAL_ERR', () => {
+    const names = ['CONTROL', 'BASE', 'STATUS_BLOCK_BASE', 'SIZE', 'TAIL', 'INT_CONTROL', 'INT_STATUS', 'ERROR_STATUS'];
+    const op = fc.record({
+      q: fc.integer({ min: 1, max: 3 }), r: fc.integer({ min: 0, max: names.length + 1 }),
+      v: fc.oneof(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), fc.integer({ min: 0, max: 64 }).map(BigInt)), ns: fc.integer({ min: 0, max: 50_000 }),
+    });
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 80 }), (ops) => {
+        const b = open();
+        for (const o of ops) {
+          const at = o.r < names.length ? reg(o.q, names[o.r] as string) : off(`Q${o.q}_WINDOW_${o.r === names.length ? 'FIRST' : 'COUNT'}` as ApexRegName);
+          b.apex.fn.mmioWrite64(2, at, o.v);
+          b.sim.runSync({ until: b.sim.now + o.ns });
+        }
+        expect(b.count(ApexIrq.FATAL_ERR)).toBe(0);
+        expect(b.r64(off('HIB_ERROR_STATUS'))).toBe(0n);
+      }),
+      fcOptions(40),
+    );
+  });
 });
