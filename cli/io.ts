@@ -10,6 +10,13 @@ export interface CliIo {
 
 /** The process's own standard streams. */
 export function processIo(): CliIo {
+  // A reader that goes away (`dmasim run x | head`) ends the output quietly, as Unix tools do.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(0);
+      throw e;
+    });
+  }
   return {
     stdout: (t) => void process.stdout.write(t),
     stderr: (t) => void process.stderr.write(t),
