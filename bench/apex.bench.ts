@@ -12,7 +12,12 @@ import { registerBenchmarks } from './registry.ts';
  *
  * - `apex.copy`: 4 MiB source and 4 MiB destination, 1024 simple slots each; a pass is 16 descriptors,
  *   each pointing at its own command buffer with one 256 KiB COPY, one doorbell, one wait; 16 passes (64 MiB)
- *   timed after one untimed pass. MB = 10^6 bytes per wall-clock second.
+ *   timed after one untimed pass, whose destination bytes are checked. MB = 10^6 bytes per wall-clock second.
+ * - `apex.copy.ext`: the same with source and destination at extended addresses (bit 63 set): EXTENDED_TABLE
+ *   = 4096 simple slots (ring, command buffers and status block stay simple), 4 level-0 slots of the extended
+ *   partition (2 per buffer) each holding the IOVA of a level-1 subtable in host memory, itself mapped 4 KiB
+ *   through VT-d, whose 512 entries each map one 4 KiB page (the same IOVAs and frames as `apex.copy`). Every
+ *   page the COPY touches costs the device one 8-byte subtable read through the IOMMU.
  * - `apex.jobs`: one descriptor -> one command buffer with one 4 KiB COPY, one doorbell, wait for SC_HOST_0,
  *   acknowledge it (W0C) before the next submit; queue depth 1. `apex.jobs.depth32`: 32 descriptors per
  *   doorbell, one wait.
@@ -35,6 +40,18 @@ const RING = 256;
 const PASS_DESCS = 16;
 const PASS_CHUNK = COPY_BYTES / PASS_DESCS;
 const PASSES = 16;
+/** Pages behind source and destination (device page p: source p < COPY_SLOTS, destination after). */
+const DATA_PAGES = 2 * COPY_SLOTS;
+/** Extended mode: simple slots (EXTENDED_TABLE); the extended level-0 slots follow. */
+const EXT_SIMPLE = 4096;
+/** Extended mode: level-1 subtables (512 entries, 2 MiB each) behind the data pages. */
+const SUBTABLES = DATA_PAGES / 512;
+/** Extended mode: IOVA page index of subtable k is SUB_PAGE + k (after the simple slots' pages). */
+const SUB_PAGE = SB_SLOT + 1;
+const EXT_BIT = 1n << 63n;
+
+/** How the world's data pages are addressed through the gasket table. */
+type GasketMode = 'simple' | 'extended';
 
 /** The world: memory, a translating VT-d unit, an Apex attached through it, everything mapped. */
 interface ApexWorld {
@@ -43,14 +60,16 @@ interface ApexWorld {
   readonly apex: ApexDevice;
   readonly unit: VtdUnit;
   readonly stats: Stats;
-  /** Physical address behind simple slot s. */
+  /** Physical address behind slot s (a data page below DATA_PAGES, or RING_SLOT, CMD_SLOT, SB_SLOT). */
   phys(slot: number): number;
+  /** Device address of data page p (below DATA_PAGES): simple slot p, or extended level-0 p / 512, level-1 p % 512. */
+  dev(page: number): bigint;
   /** SC_HOST_0 messages received. */
   sc0(): number;
   tail: number;
 }
 
-function apexWorld(): ApexWorld {
+function apexWorld(mode: GasketMode = 'simple'): ApexWorld {
   const mem = new PhysicalMemory(64 * MiB);
   const sched = new Scheduler();
   const stats = new Stats();
@@ -95,30 +114,48 @@ function apexWorld(): ApexWorld {
   w64(off('SC_HOST_INT_CONTROL'), 1);
   w64(off('IQ_INT_CONTROL'), 0);
   w64(off('FATAL_ERR_INT_CONTROL'), 1);
-  // Simple slots only: each slot -> its own IOVA page -> a physical frame.
-  const physOf: number[] = [];
-  for (let s = 0; s <= SB_SLOT; s++) {
+  // Page s -> its own IOVA page -> a physical frame. Simple mode: every page in simple slot s. Extended
+  // mode: the ring, command and status-block pages in their simple slots, the data pages in the subtables.
+  const extended = mode === 'extended';
+  if (extended) w64(off('EXTENDED_TABLE'), EXT_SIMPLE);
+  const mapPage = (s: number): { phys: number; iova: number } => {
     const f = frames.alloc();
     if (f < 0) throw new Error('apex bench: out of frames');
-    physOf[s] = f * 4096;
     const iova = IOVA_BASE + s * 4096;
     if (table.map(iova, f * 4096, 4096, 3) !== 4096) throw new Error('apex bench: IOMMU map failed');
-    w64(0x50000 + 8 * s, BigInt(iova) | 1n);
+    return { phys: f * 4096, iova };
+  };
+  const subPhys: number[] = [];
+  if (extended) {
+    for (let k = 0; k < SUBTABLES; k++) {
+      const sub = mapPage(SUB_PAGE + k);
+      mem.fill(sub.phys, 0, 4096);
+      subPhys[k] = sub.phys;
+      w64(0x50000 + 8 * (EXT_SIMPLE + k), BigInt(sub.iova) | 1n);
+    }
   }
+  const physOf: number[] = [];
+  for (let s = 0; s <= SB_SLOT; s++) {
+    const { phys, iova } = mapPage(s);
+    physOf[s] = phys;
+    if (extended && s < DATA_PAGES) mem.write64((subPhys[s >>> 9] as number) + 8 * (s & 511), BigInt(iova) | 1n);
+    else w64(0x50000 + 8 * s, BigInt(iova) | 1n);
+  }
+  const dev = extended ? (p: number): bigint => EXT_BIT | BigInt(((p >>> 9) << 21) + ((p & 511) << 12)) : (p: number): bigint => BigInt(p << 12);
   w64(off('IQ_BASE'), RING_SLOT << 12);
   w64(off('IQ_STATUS_BLOCK_BASE'), SB_SLOT << 12);
   w64(off('IQ_SIZE'), RING);
   w64(off('IQ_CONTROL'), 0b101);
-  return { sched, mem, apex, unit, stats, phys: (s) => physOf[s] as number, sc0: () => sc0, tail: 0 };
+  return { sched, mem, apex, unit, stats, phys: (s) => physOf[s] as number, dev, sc0: () => sc0, tail: 0 };
 }
 
-/** Writes a COPY command at physical `at`. */
-function writeCopy(mem: PhysicalMemory, at: number, src: number, dst: number, len: number): void {
+/** Writes a COPY command at physical `at` (device addresses `src`, `dst`). */
+function writeCopy(mem: PhysicalMemory, at: number, src: bigint, dst: bigint, len: number): void {
   mem.fill(at, 0, APEX_COMMAND_SIZE);
   mem.write32(at, ApexOp.COPY);
   mem.write32(at + 4, len);
-  mem.write32(at + 8, src);
-  mem.write32(at + 24, dst);
+  mem.write64(at + 8, src);
+  mem.write64(at + 24, dst);
 }
 
 /** Writes descriptor `{dev, len}` at the ring's tail and advances it (no doorbell). */
@@ -146,56 +183,63 @@ function iotlbHitRate(w: ApexWorld): { hits: number; misses: number } {
   return { hits: w.stats.counter(w.unit.name, 'iotlb.hit').value, misses: w.stats.counter(w.unit.name, 'iotlb.miss').value };
 }
 
-const copy: BenchmarkDef = {
-  name: 'apex.copy',
-  unit: 'MB/s',
-  target: 1000,
-  description: `${PASSES} passes of 16 x 256 KiB COPY descriptors (4 MiB -> 4 MiB, 1024 gasket slots each over 4 KiB VT-d mappings), one doorbell and one SC_HOST_0 wait per pass`,
-  prepare() {
-    const w = apexWorld();
-    const cb = w.phys(CMD_SLOT);
-    for (let i = 0; i < PASS_DESCS; i++) {
-      writeCopy(w.mem, cb + i * 64, (SRC_SLOT << 12) + i * PASS_CHUNK, (DST_SLOT << 12) + i * PASS_CHUNK, PASS_CHUNK);
-    }
-    const src = new Uint8Array(COPY_BYTES);
-    for (let i = 0; i < COPY_BYTES; i++) src[i] = (i * 2654435761) >>> 24;
-    for (let s = 0; s < COPY_SLOTS; s++) w.mem.write(w.phys(SRC_SLOT + s), src, s * 4096, 4096);
-    const pass = (): void => {
-      for (let i = 0; i < PASS_DESCS; i++) queue(w, (CMD_SLOT << 12) + i * 64, APEX_COMMAND_SIZE);
-      doorbellAndWait(w, PASS_DESCS);
-    };
-    pass();
-    const check = new Uint8Array(4096);
-    for (const s of [0, 511, COPY_SLOTS - 1]) {
-      w.mem.read(w.phys(DST_SLOT + s), check, 0, 4096);
-      for (let i = 0; i < 4096; i++) if (check[i] !== src[s * 4096 + i]) throw new Error(`apex.copy: destination slot ${s} differs at ${i}`);
-    }
-    // The same bytes through Uint8Array.prototype.set, for the ratio.
-    const dst = new Uint8Array(COPY_BYTES);
-    const setMs = (): number => {
-      const t0 = performance.now();
-      for (let p = 0; p < PASSES; p++) dst.set(src);
-      return performance.now() - t0;
-    };
-    setMs();
-    return (): RunResult => {
-      const before = iotlbHitRate(w);
-      const sim0 = w.sched.now;
-      const t0 = performance.now();
-      for (let p = 0; p < PASSES; p++) pass();
-      const ms = performance.now() - t0;
-      const after = iotlbHitRate(w);
-      const hits = after.hits - before.hits;
-      const lookups = hits + after.misses - before.misses;
-      const bytes = PASSES * COPY_BYTES;
-      const set = setMs();
-      return {
-        value: bytes / 1e6 / (ms / 1000), ms,
-        extra: { ratioToSet: Math.round((set / ms) * 1000) / 1000, iotlbHitRate: Math.round((hits / lookups) * 10000) / 10000, simulatedUs: (w.sched.now - sim0) / 1000, bytes },
+function copy(name: string, mode: GasketMode): BenchmarkDef {
+  const through = mode === 'simple' ? '1024 simple gasket slots each' : 'extended addresses, 2 level-0 slots -> 2 IOMMU-mapped subtables of 512 entries each';
+  return {
+    name,
+    unit: 'MB/s',
+    target: 1000,
+    description: `${PASSES} passes of 16 x 256 KiB COPY descriptors (4 MiB -> 4 MiB, ${through}, over 4 KiB VT-d mappings), one doorbell and one SC_HOST_0 wait per pass`,
+    prepare() {
+      const w = apexWorld(mode);
+      const cb = w.phys(CMD_SLOT);
+      for (let i = 0; i < PASS_DESCS; i++) {
+        writeCopy(w.mem, cb + i * 64, w.dev(SRC_SLOT) + BigInt(i * PASS_CHUNK), w.dev(DST_SLOT) + BigInt(i * PASS_CHUNK), PASS_CHUNK);
+      }
+      const src = new Uint8Array(COPY_BYTES);
+      for (let i = 0; i < COPY_BYTES; i++) src[i] = (i * 2654435761) >>> 24;
+      for (let s = 0; s < COPY_SLOTS; s++) w.mem.write(w.phys(SRC_SLOT + s), src, s * 4096, 4096);
+      const pass = (): void => {
+        for (let i = 0; i < PASS_DESCS; i++) queue(w, (CMD_SLOT << 12) + i * 64, APEX_COMMAND_SIZE);
+        doorbellAndWait(w, PASS_DESCS);
       };
-    };
-  },
-};
+      const subtableReads0 = w.apex.pageTable.counters.subtableReads;
+      pass();
+      // Every destination byte, and (extended) one subtable read per source and destination page at least.
+      const check = new Uint8Array(4096);
+      for (let s = 0; s < COPY_SLOTS; s++) {
+        w.mem.read(w.phys(DST_SLOT + s), check, 0, 4096);
+        for (let i = 0; i < 4096; i++) if (check[i] !== src[s * 4096 + i]) throw new Error(`${name}: destination page ${s} differs at ${i}`);
+      }
+      const subtableReads = w.apex.pageTable.counters.subtableReads - subtableReads0;
+      if (mode === 'extended' ? subtableReads < DATA_PAGES : subtableReads !== 0) throw new Error(`${name}: ${subtableReads} subtable reads in a pass`);
+      // The same bytes through Uint8Array.prototype.set, for the ratio.
+      const dst = new Uint8Array(COPY_BYTES);
+      const setMs = (): number => {
+        const t0 = performance.now();
+        for (let p = 0; p < PASSES; p++) dst.set(src);
+        return performance.now() - t0;
+      };
+      setMs();
+      return (): RunResult => {
+        const before = iotlbHitRate(w);
+        const sim0 = w.sched.now;
+        const t0 = performance.now();
+        for (let p = 0; p < PASSES; p++) pass();
+        const ms = performance.now() - t0;
+        const after = iotlbHitRate(w);
+        const hits = after.hits - before.hits;
+        const lookups = hits + after.misses - before.misses;
+        const bytes = PASSES * COPY_BYTES;
+        const set = setMs();
+        return {
+          value: bytes / 1e6 / (ms / 1000), ms,
+          extra: { ratioToSet: Math.round((set / ms) * 1000) / 1000, iotlbHitRate: Math.round((hits / lookups) * 10000) / 10000, simulatedUs: (w.sched.now - sim0) / 1000, bytes },
+        };
+      };
+    },
+  };
+}
 
 function jobs(name: string, depth: number, target?: number): BenchmarkDef {
   const JOBS = 200_000;
@@ -206,7 +250,7 @@ function jobs(name: string, depth: number, target?: number): BenchmarkDef {
     description: `${JOBS} one-COPY (4 KiB) command buffers behind VT-d, ${depth} descriptor${depth === 1 ? '' : 's'} per doorbell, one SC_HOST_0 wait and W0C acknowledge per doorbell`,
     prepare() {
       const w = apexWorld();
-      writeCopy(w.mem, w.phys(CMD_SLOT), SRC_SLOT << 12, DST_SLOT << 12, 4096);
+      writeCopy(w.mem, w.phys(CMD_SLOT), w.dev(SRC_SLOT), w.dev(DST_SLOT), 4096);
       const batch = (): void => {
         for (let i = 0; i < depth; i++) queue(w, CMD_SLOT << 12, APEX_COMMAND_SIZE);
         doorbellAndWait(w, depth);
@@ -226,4 +270,4 @@ function jobs(name: string, depth: number, target?: number): BenchmarkDef {
   };
 }
 
-registerBenchmarks(copy, jobs('apex.jobs', 1, 400), jobs('apex.jobs.depth32', 32));
+registerBenchmarks(copy('apex.copy', 'simple'), copy('apex.copy.ext', 'extended'), jobs('apex.jobs', 1, 400), jobs('apex.jobs.depth32', 32));
