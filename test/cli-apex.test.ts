@@ -36,6 +36,8 @@ describe('dmasim run apex-direct', () => {
     const events = JSON.parse(readFileSync(trace, 'utf8')) as { ph: string; name: string; args?: { name?: string } }[];
     const tracks = events.filter((e) => e.ph === 'M' && e.name === 'thread_name').map((e) => e.args?.name);
     expect(tracks).toEqual(expect.arrayContaining(['root-complex', 'intc', 'apex@01:00.0', 'driver', 'driver: queue 0 (doorbell to SC_HOST_0)']));
+    // The device's own tracks: its queue, its DMA engine, its interrupts.
+    expect(tracks).toEqual(expect.arrayContaining(['apex@01:00.0/queue0', 'apex@01:00.0/dma', 'apex@01:00.0/irq']));
     expect(events.some((e) => e.name === 'hib-error')).toBe(true);
     // Per good job SC_HOST_0 then INSTR_QUEUE, plus FATAL_ERR for the faulting one.
     expect(events.filter((e) => e.name === 'msix')).toHaveLength(5);

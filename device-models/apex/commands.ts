@@ -112,6 +112,8 @@ export class ApexCommands {
     const dma = this.#dma;
     dma.costNs = 0;
     dma.bytes = 0;
+    // Trace placement only: the command's setup, then its transfers, then its compute.
+    if (dma.trace !== undefined) dma.traceAtNs += this.#setupNs;
     let macs = 0;
     let ok = true;
     switch (op) {
@@ -143,7 +145,9 @@ export class ApexCommands {
     }
     if (!ok) return CMD_FAULT;
     this.executed[op] = ((this.executed[op] as number) + 1) >>> 0;
-    return this.#setupNs + Math.ceil((2 * macs) / this.#opsPerNs) + dma.costNs;
+    const computeNs = Math.ceil((2 * macs) / this.#opsPerNs);
+    if (dma.trace !== undefined) dma.traceAtNs += computeNs;
+    return this.#setupNs + computeNs + dma.costNs;
   }
 
   #copy(sHi: number, sLo: number, dHi: number, dLo: number, len: number): boolean {

@@ -100,7 +100,7 @@ export class ApexDevice implements MmioHandler, ResetOwner, QueueOwner, FaultSin
     });
     this.fn.setBarHandler(2, this);
     this.errors = new GuestErrors(sim, name, APEX_ERRORS);
-    this.irq = new ApexInterrupts(this.csr, this.fn, this.errors);
+    this.irq = new ApexInterrupts(this.csr, this.fn, this.errors, sim, name);
     this.scu = new ApexScu(sim, this.csr, this);
     this.link = new ApexLink(options.link);
     this.pageTable = new GasketPageTable(this.csr, this.fn.dma, this, this.link);
@@ -111,12 +111,12 @@ export class ApexDevice implements MmioHandler, ResetOwner, QueueOwner, FaultSin
     };
     this.gasketDma = new GasketDma(this.pageTable, this.fn.dma, this, this.link, this.csr, window(0));
     this.commands = new ApexCommands(this.gasketDma, options.compute);
-    this.queue = new InstructionQueue(sim, this.csr, this.gasketDma, this.commands, this.irq, this);
+    this.queue = new InstructionQueue(sim, this.csr, this.gasketDma, this.commands, this.irq, this, 0, name);
     const queues = [this.queue];
     for (let q = 1; q < APEX_QUEUES; q++) {
       const relay = new FaultRelay();
       const dma = new GasketDma(this.pageTable, this.fn.dma, relay, this.link, this.csr, window(q));
-      const queue = new InstructionQueue(sim, this.csr, dma, new ApexCommands(dma, options.compute), this.irq, this, q);
+      const queue = new InstructionQueue(sim, this.csr, dma, new ApexCommands(dma, options.compute), this.irq, this, q, name);
       relay.target = queue;
       queues.push(queue);
     }

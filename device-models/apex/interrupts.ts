@@ -1,7 +1,7 @@
-import { mask32 } from '../../sim/index.ts';
+import { mask32, type Scheduler } from '../../sim/index.ts';
 import type { GuestErrors, PciFunction } from '../pci/index.ts';
 import type { ApexCsr } from './csr.ts';
-import { APEX, APEX_IRQ_COUNT, ApexIrq, INTVECCTL, INTVECCTL_PACKED } from './regs.ts';
+import { APEX, APEX_IRQ_COUNT, APEX_IRQ_NAMES, ApexIrq, INTVECCTL, INTVECCTL_PACKED } from './regs.ts';
 
 /** Where a source's status, enable and MSI-X entry live: register indices and bit positions. */
 export interface SourceWiring {
@@ -51,11 +51,17 @@ export class ApexInterrupts {
   readonly #csr: ApexCsr;
   readonly #fn: PciFunction;
   readonly #errors: GuestErrors<keyof typeof APEX_IRQ_ERRORS>;
+  readonly #sim: Scheduler | undefined;
+  /** The trace track, `${name}/irq`. */
+  readonly #source: string;
 
-  constructor(csr: ApexCsr, fn: PciFunction, errors: GuestErrors<keyof typeof APEX_IRQ_ERRORS>) {
+  /** With `sim`, every raise is traced on `${name}/irq` while its trace bus is active. */
+  constructor(csr: ApexCsr, fn: PciFunction, errors: GuestErrors<keyof typeof APEX_IRQ_ERRORS>, sim?: Scheduler, name = 'apex') {
     this.#csr = csr;
     this.#fn = fn;
     this.#errors = errors;
+    this.#sim = sim;
+    this.#source = `${name}/irq`;
   }
 
   /** The MSI-X entry source `src` is routed to (its INTVECCTL field). */
@@ -76,6 +82,17 @@ export class ApexInterrupts {
     }
     if (src >= ApexIrq.SC_HOST_0 && src <= ApexIrq.SC_HOST_3) this.#count(src - ApexIrq.SC_HOST_0);
     const msix = this.#fn.msix;
+    const sim = this.#sim;
+    if (sim !== undefined && sim.trace.active) {
+      // Where the raise goes: the MSI-X entry, 'masked' (it pends in the PBA), 'disabled' (enable bit
+      // clear), 'intx' (MSI-X off: the wire), before notify changes the PBA.
+      const v = this.vectorOf(src);
+      let entry: number | string = v;
+      if (!enabled) entry = 'disabled';
+      else if (msix === undefined || !msix.enabled) entry = 'intx';
+      else if (v < msix.options.vectors && msix.isMasked(v)) entry = 'masked';
+      sim.trace.emit(sim.now, this.#source, APEX_IRQ_NAMES[src] ?? `source${src}`, { source: src, entry, vector: v });
+    }
     if (enabled && msix !== undefined && msix.enabled) {
       const v = this.vectorOf(src);
       // 7-bit fields reach entries 0..127, all inside the 128-entry table; the check guards smaller tables.

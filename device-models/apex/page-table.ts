@@ -1,4 +1,4 @@
-import { DmaStatus, createDmaResult, resetDmaResult, type DmaPort } from '../../sim/index.ts';
+import { DmaStatus, createDmaResult, resetDmaResult, type DmaPort, type TraceBus } from '../../sim/index.ts';
 import type { ApexCsr } from './csr.ts';
 import { ApexLink } from './link.ts';
 import { APEX, APEX_PAGE_TABLE, HIB_ERROR } from './regs.ts';
@@ -131,6 +131,14 @@ export interface GasketWindow {
   readonly extended: boolean;
 }
 
+/** Where a {@link GasketDma} traces its transfers: the bus and the track (`${name}/dma`). */
+export interface GasketDmaTrace {
+  readonly bus: TraceBus;
+  readonly source: string;
+  /** The queue the transfers belong to (a record field). */
+  readonly queue: number;
+}
+
 /**
  * The device's DMA through the gasket table: an access at a device address is split at 4 KiB pages, each
  * page translated, then moved through the port. A refused transfer is an AXI error (bit 4 read, bit 3
@@ -142,6 +150,14 @@ export class GasketDma {
   costNs = 0;
   /** Bytes moved. */
   bytes = 0;
+  /** Where transfers are traced (while its bus is active), or none. */
+  trace: GasketDmaTrace | undefined;
+  /**
+   * Trace only: the virtual time (ns) the next transfer starts at. The engine moves data at once and
+   * charges the time afterwards, so the queue and the commands place each transfer on this cursor; every
+   * transfer advances it by its cost. Never read by the timing model.
+   */
+  traceAtNs = 0;
   readonly #pt: GasketPageTable;
   readonly #port: DmaPort;
   readonly #sink: FaultSink;
@@ -179,6 +195,10 @@ export class GasketDma {
     const first = w === undefined || csr === undefined ? 0 : csr.get(w.firstReg);
     const count = w === undefined || csr === undefined ? SLOTS : csr.get(w.countReg);
     const extended = w === undefined ? true : w.extended;
+    const trace = this.trace;
+    const traced = trace !== undefined && trace.bus.active;
+    const cost0 = this.costNs;
+    let linkNs = 0;
     let done = 0;
     while (done < len) {
       let l = lo + done;
@@ -190,18 +210,34 @@ export class GasketDma {
       const chunk = Math.min(len - done, PAGE - (l & 0xfff));
       const bus = pt.translateIn(h, l, first, count, extended, this.#sink);
       this.costNs += pt.lastCostNs;
-      if (bus < 0) return false;
+      if (bus < 0) {
+        if (traced) this.#traced(trace, write, hi, lo, done, cost0, linkNs, false);
+        return false;
+      }
       resetDmaResult(res);
       if (write) port.write(0, bus, buf, off + done, chunk, res);
       else port.read(0, bus, buf, off + done, chunk, res);
-      this.costNs += res.costNs + (write ? this.#link.writeNs(chunk) : this.#link.readNs(chunk));
+      const ln = write ? this.#link.writeNs(chunk) : this.#link.readNs(chunk);
+      this.costNs += res.costNs + ln;
+      if (traced) linkNs += ln;
       if (res.status !== DmaStatus.OK) {
+        // Trace first: the fault halts the queue, whose records follow the transfer's.
+        if (traced) this.#traced(trace, write, hi, lo, done + res.bytesDone, cost0, linkNs, false);
         this.#sink.hibError(write ? PT_ERR.AXI_WRITE : PT_ERR.AXI_READ, h, l + res.bytesDone);
         return false;
       }
       done += chunk;
       this.bytes += chunk;
     }
+    if (traced) this.#traced(trace, write, hi, lo, done, cost0, linkNs, true);
     return true;
+  }
+
+  /** One `dma.read` / `dma.write` span on the cursor, lasting the transfer's cost; advances the cursor. */
+  #traced(trace: GasketDmaTrace, write: boolean, hi: number, lo: number, bytes: number, cost0: number, linkNs: number, ok: boolean): void {
+    const dur = this.costNs - cost0;
+    const address = (BigInt(hi) << 32n) | BigInt(lo);
+    trace.bus.span(this.traceAtNs, dur, trace.source, write ? 'dma.write' : 'dma.read', { queue: trace.queue, address, bytes, linkNs, ok });
+    this.traceAtNs += dur;
   }
 }

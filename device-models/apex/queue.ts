@@ -68,9 +68,24 @@ export class InstructionQueue implements FaultSink {
   readonly #sbView = new DataView(this.#sb.buffer);
   #busy = false;
   #next = 0;
+  readonly #sim: Scheduler;
+  /** This queue's trace track, `${name}/queue${q}`. */
+  readonly #source: string;
+  // The descriptor in flight, for its trace span.
+  #fetchAt = 0;
+  #head = 0;
+  #commands = 0;
+  #bytes = 0;
 
-  constructor(sim: Scheduler, csr: ApexCsr, dma: GasketDma, cmds: ApexCommands, irq: ApexInterrupts, owner: QueueOwner, index = 0) {
+  /**
+   * `name` is the device's component name: the queue traces on `${name}/queue${index}` and its DMA, if
+   * the caller gave it no trace, on `${name}/dma`.
+   */
+  constructor(sim: Scheduler, csr: ApexCsr, dma: GasketDma, cmds: ApexCommands, irq: ApexInterrupts, owner: QueueOwner, index = 0, name = 'apex') {
     this.index = index;
+    this.#sim = sim;
+    this.#source = `${name}/queue${index}`;
+    dma.trace ??= { bus: sim.trace, source: `${name}/dma`, queue: index };
     this.#r = APEX_QUEUE_REGS[index] as ApexQueueRegs;
     this.#badConfig = 1 << (HIB_ERROR.QUEUE_BAD_CONFIG.lsb + index);
     this.#invalid = 1 << (HIB_ERROR.QUEUE_INVALID.lsb + index);
@@ -142,6 +157,8 @@ export class InstructionQueue implements FaultSink {
   /** After a guest write to IQ_TAIL: the doorbell. */
   tailWritten(): void {
     if ((this.#status & ST_ENABLED) === 0) return;
+    const trace = this.#sim.trace;
+    if (trace.active) trace.emit(this.#sim.now, this.#source, 'doorbell', { tail: this.#csr.num(this.#r.tail) });
     if (this.#csr.num(this.#r.tail) >= this.#size) {
       this.hibError(this.#invalid, -1, 0);
       return;
@@ -171,6 +188,8 @@ export class InstructionQueue implements FaultSink {
     // Already halted (a status-block write that faults while halting lands here again): nothing more.
     if ((this.#status & (ST_ENABLED | ST_HALTED)) !== ST_ENABLED) return;
     this.stop();
+    const trace = this.#sim.trace;
+    if (trace.active) trace.emit(this.#sim.now, this.#source, 'halt', { fetchedHead: csr.num(this.#r.fetchedHead), completedHead: csr.num(this.#r.completedHead) });
     csr.set(this.#r.status, this.#status | ST_HALTED);
     if ((csr.get(this.#r.control) & SB_WR) !== 0) this.#writeStatusBlock(1);
     this.#owner.queueIdle();
@@ -182,6 +201,11 @@ export class InstructionQueue implements FaultSink {
     const head = csr.num(this.#r.fetchedHead);
     const dma = this.#dma;
     dma.costNs = 0;
+    const traced = this.#sim.trace.active;
+    if (traced) {
+      this.#fetchAt = this.#sim.now;
+      dma.traceAtNs = this.#fetchAt;
+    }
     const off = csr.get(this.#r.base) + head * APEX_DESCRIPTOR_SIZE;
     const baseHi = off >= TWO32 ? (csr.hi[this.#r.base] as number) + 1 : (csr.hi[this.#r.base] as number);
     if (!dma.read(baseHi >>> 0, off % TWO32, this.#desc, 0, APEX_DESCRIPTOR_SIZE)) return;
@@ -199,6 +223,11 @@ export class InstructionQueue implements FaultSink {
       this.hibError(this.#invalid, -1, 0);
       return;
     }
+    if (traced) {
+      this.#head = head;
+      this.#commands = len / APEX_COMMAND_SIZE;
+      this.#bytes = len;
+    }
     if (!dma.read(hi, lo, this.#cmdBuf, 0, len)) return;
     // The commands zero and reuse the DMA cost, each returning its own.
     const fetchNs = dma.costNs;
@@ -214,6 +243,11 @@ export class InstructionQueue implements FaultSink {
   /** The command buffer finished: SC_HOST_q, completed head advances, the status block is written. */
   #complete(): void {
     const csr = this.#csr;
+    const trace = this.#sim.trace;
+    if (trace.active) {
+      const now = this.#sim.now;
+      trace.span(this.#fetchAt, now - this.#fetchAt, this.#source, 'descriptor', { index: this.#head, commands: this.#commands, bytes: this.#bytes });
+    }
     this.#irq.raise(ApexIrq.SC_HOST_0 + this.index);
     csr.set(this.#r.completedHead, this.#next);
     this.completedCount++;
@@ -242,6 +276,11 @@ export class InstructionQueue implements FaultSink {
     v.setUint32(4, fatal, true);
     v.setUint32(8, 0, true);
     v.setUint32(12, 0, true);
+    const trace = this.#sim.trace;
+    if (trace.active) {
+      this.#dma.traceAtNs = this.#sim.now;
+      trace.emit(this.#sim.now, this.#source, 'status-block', { completedHead: csr.num(this.#r.completedHead), fatal });
+    }
     return this.#dma.write(csr.hi[this.#r.statusBlockBase] as number, csr.get(this.#r.statusBlockBase), this.#sb, 0, APEX_STATUS_BLOCK_SIZE);
   }
 }
