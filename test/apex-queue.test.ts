@@ -1,9 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { PhysicalMemory, Simulator } from '../sim/index.ts';
-import { StandaloneHost } from '../device-models/pci/index.ts';
-import { APEX, APEX_COMMAND_SIZE, APEX_OFFSET, ApexDevice, ApexIrq, ApexOp, type ApexRegName } from '../device-models/apex/index.ts';
+import { APEX_COMMAND_SIZE, ApexIrq, ApexOp } from '../device-models/apex/index.ts';
 import { fcOptions } from './fc.ts';
+import { apexOff, openApex } from './apex-host.ts';
 
 /**
  * Instruction queue 0 under random driver behaviour: a well-behaved driver against a plain model (every
@@ -11,25 +10,12 @@ import { fcOptions } from './fc.ts';
  * command buffers, pauses, disables, resets of status) that must never make the model throw or lie.
  */
 
-const off = (n: ApexRegName) => APEX_OFFSET[APEX[n]] as number;
+const off = apexOff;
 const PHYS = 0x40_0000;
 const RING = 8;
 
 function open() {
-  const sim = new Simulator();
-  const mem = new PhysicalMemory(32 << 20);
-  const apex = new ApexDevice(sim);
-  const host = new StandaloneHost(sim, mem, apex.fn);
-  const fn = apex.fn;
-  const w64 = (o: number, v: bigint | number) => fn.mmioWrite64(2, o, BigInt(v));
-  const r64 = (o: number) => fn.mmioRead64(2, o);
-  fn.configWrite(0x04, 2, 0x0006);
-  fn.configWrite(0x48 + 2, 2, 0x8000);
-  for (let i = 0; i < 13; i++) {
-    fn.mmioWrite(2, 0x46800 + 16 * i, 4, 0xfee0_0000);
-    fn.mmioWrite(2, 0x46800 + 16 * i + 8, 4, i);
-    fn.mmioWrite(2, 0x46800 + 16 * i + 12, 4, 0);
-  }
+  const { sim, mem, apex, host, w64, r64 } = openApex(32 << 20);
   for (let i = 0; i < 4; i++) w64(0x46018 + 8 * i, i);
   w64(off('SC_HOST_INTVECCTL'), 4 | (5 << 7) | (6 << 14) | (7 << 21));
   w64(off('FATAL_ERR_INTVECCTL'), 12);

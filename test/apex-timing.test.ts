@@ -1,36 +1,20 @@
+import { apexOff, openApex } from './apex-host.ts';
 import { describe, expect, it } from 'vitest';
-import { PhysicalMemory, Simulator } from '../sim/index.ts';
-import { StandaloneHost } from '../device-models/pci/index.ts';
-import {
-  APEX, APEX_COMMAND_SIZE, APEX_COMMAND_TIMING, APEX_FETCH_NS, APEX_LINK_DEFAULTS, APEX_OFFSET, ApexDevice, ApexIrq, ApexOp,
-  type ApexLinkOptions, type ApexRegName,
-} from '../device-models/apex/index.ts';
+import { APEX_COMMAND_SIZE, APEX_COMMAND_TIMING, APEX_FETCH_NS, APEX_LINK_DEFAULTS, ApexDevice, ApexIrq, ApexOp, type ApexLinkOptions } from '../device-models/apex/index.ts';
 
 /**
  * The Apex timing model (device-models/apex/README.md, Timing): a command's duration derived by hand from
  * the link parameters, the port's per-access cost and the engine timing, asserted to the nanosecond.
  */
 
-const off = (n: ApexRegName) => APEX_OFFSET[APEX[n]] as number;
+const off = apexOff;
 const PHYS = 0x10_0000;
 /** Bits per ns per lane after line coding. */
 const LANE = { 1: 2, 2: 4, 3: (8 * 128) / 130, 4: (16 * 128) / 130, 5: (32 * 128) / 130 } as const;
 
 /** Slot s -> PHYS + s pages. Ring slot 0, status block slot 1, command buffer slot 2, data slots 3.. */
 function open(options: ConstructorParameters<typeof ApexDevice>[1], accessNs: number) {
-  const sim = new Simulator();
-  const mem = new PhysicalMemory(16 << 20);
-  const apex = new ApexDevice(sim, options);
-  const host = new StandaloneHost(sim, mem, apex.fn, { accessNs });
-  const fn = apex.fn;
-  const w64 = (o: number, v: number) => fn.mmioWrite64(2, o, BigInt(v));
-  fn.configWrite(0x04, 2, 0x0006);
-  fn.configWrite(0x48 + 2, 2, 0x8000);
-  for (let i = 0; i < 13; i++) {
-    fn.mmioWrite(2, 0x46800 + 16 * i, 4, 0xfee0_0000);
-    fn.mmioWrite(2, 0x46800 + 16 * i + 8, 4, i);
-    fn.mmioWrite(2, 0x46800 + 16 * i + 12, 4, 0);
-  }
+  const { sim, mem, apex, host, w64 } = openApex(16 << 20, options, { accessNs });
   w64(off('SC_HOST_INTVECCTL'), 4);
   for (let s = 0; s < 16; s++) w64(0x50000 + 8 * s, PHYS + s * 4096 + 1);
   w64(off('IQ_STATUS_BLOCK_BASE'), 0x1000);

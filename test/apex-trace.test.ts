@@ -1,7 +1,7 @@
+import { apexOff, openApex } from './apex-host.ts';
 import { describe, expect, it } from 'vitest';
-import { PhysicalMemory, Simulator, type TraceRecord } from '../sim/index.ts';
-import { StandaloneHost } from '../device-models/pci/index.ts';
-import { APEX, APEX_COMMAND_SIZE, APEX_OFFSET, ApexDevice, ApexIrq, ApexOp, type ApexRegName } from '../device-models/apex/index.ts';
+import { type TraceRecord } from '../sim/index.ts';
+import { APEX_COMMAND_SIZE, ApexDevice, ApexIrq, ApexOp } from '../device-models/apex/index.ts';
 
 /**
  * The Apex's device-side trace records (device-models/apex/README.md, Trace): one 4 KiB COPY job, traced on
@@ -10,24 +10,12 @@ import { APEX, APEX_COMMAND_SIZE, APEX_OFFSET, ApexDevice, ApexIrq, ApexOp, type
  */
 
 const NAME = 'apex@01:00.0';
-const off = (n: ApexRegName) => APEX_OFFSET[APEX[n]] as number;
+const off = apexOff;
 const PHYS = 0x10_0000;
 
 /** Ring slot 0, status block slot 1, command buffer slot 2, data slots 3.. (as in apex-timing). */
 function copyJob(trace: boolean, setup: (w64: (o: number, v: number) => void, fn: ApexDevice['fn']) => void = () => {}) {
-  const sim = new Simulator();
-  const mem = new PhysicalMemory(16 << 20);
-  const apex = new ApexDevice(sim, { name: NAME });
-  const host = new StandaloneHost(sim, mem, apex.fn, { accessNs: 7 });
-  const fn = apex.fn;
-  const w64 = (o: number, v: number) => fn.mmioWrite64(2, o, BigInt(v));
-  fn.configWrite(0x04, 2, 0x0006);
-  fn.configWrite(0x48 + 2, 2, 0x8000);
-  for (let i = 0; i < 13; i++) {
-    fn.mmioWrite(2, 0x46800 + 16 * i, 4, 0xfee0_0000);
-    fn.mmioWrite(2, 0x46800 + 16 * i + 8, 4, i);
-    fn.mmioWrite(2, 0x46800 + 16 * i + 12, 4, 0);
-  }
+  const { sim, mem, apex, host, fn, w64 } = openApex(16 << 20, { name: NAME }, { accessNs: 7 });
   w64(off('SC_HOST_INTVECCTL'), 4);
   for (let s = 0; s < 16; s++) w64(0x50000 + 8 * s, PHYS + s * 4096 + 1);
   w64(off('IQ_STATUS_BLOCK_BASE'), 0x1000);
