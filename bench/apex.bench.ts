@@ -1,8 +1,9 @@
-import { FrameAllocator, IdentityDmaPort, PhysicalMemory, Scheduler, Stats, type MsiSink } from '../sim/index.ts';
+import { IdentityDmaPort, PhysicalMemory, Scheduler, Stats, type MsiSink } from '../sim/index.ts';
 import { APEX, APEX_COMMAND_SIZE, APEX_MSIX_TABLE, APEX_OFFSET, ApexDevice, ApexIrq, ApexOp, type ApexRegName } from '../device-models/index.ts';
-import { REG, VtdDmaPort, VtdUnit, createVtdSlPageTable, fmask, frameTableAllocator } from '../iommu/index.ts';
+import { REG, VtdDmaPort, VtdUnit, fmask } from '../iommu/index.ts';
 import type { BenchmarkDef, RunResult } from './harness.ts';
 import { registerBenchmarks } from './registry.ts';
+import { vtdWorld } from './vtd-world.ts';
 
 /**
  * The Apex's queue 0 behind a VT-d unit (IOTLB at its default geometry), driven process-free: the driver
@@ -70,26 +71,7 @@ interface ApexWorld {
 }
 
 function apexWorld(mode: GasketMode = 'simple'): ApexWorld {
-  const mem = new PhysicalMemory(64 * MiB);
-  const sched = new Scheduler();
-  const stats = new Stats();
-  const unit = new VtdUnit({ mem, clock: sched, msi: { msi: () => {} }, stats });
-  const frames = new FrameAllocator(mem.frameCount, 'sequential', undefined, [[0, 0]]);
-  const alloc = frameTableAllocator(frames);
-  const page = (): number => {
-    const p = alloc.allocTablePage();
-    mem.fill(p, 0, 4096);
-    return p;
-  };
-  const root = page();
-  const ctx = page();
-  const table = createVtdSlPageTable({ mem, alloc });
-  if (typeof table === 'number') throw new Error(`createVtdSlPageTable: ${table}`);
-  mem.write64(root + (RID >>> 8) * 16, BigInt(ctx) | 1n);
-  mem.write64(ctx + (RID & 0xff) * 16, BigInt(table.root) | 1n);
-  mem.write64(ctx + (RID & 0xff) * 16 + 8, 2n | (1n << 8n));
-  unit.write64(REG.RTADDR, BigInt(root));
-  unit.write32(REG.GCMD, fmask('GCMD', 'SRTP'));
+  const { mem, sched, stats, unit, frames, table } = vtdWorld(64 * MiB, RID, 1, 0);
   unit.write32(REG.GCMD, fmask('GCMD', 'TE'));
 
   const apex = new ApexDevice(sched);

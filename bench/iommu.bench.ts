@@ -1,8 +1,9 @@
-import { FrameAllocator, IdentityDmaPort, PhysicalMemory, Rng, Scheduler, createDmaResult, type MsiSink } from '../sim/index.ts';
-import { IommuProt, createGather, createVtdSlPageTable, frameTableAllocator, resetGather, type VtdSlPageTable } from '../iommu/format/index.ts';
+import { IdentityDmaPort, PhysicalMemory, Rng, createDmaResult } from '../sim/index.ts';
+import { IommuProt, createGather, resetGather, type VtdSlPageTable } from '../iommu/format/index.ts';
 import { REG, VtdDmaPort, VtdUnit, fmask } from '../iommu/vtd/index.ts';
 import type { BenchmarkDef, RunResult } from './harness.ts';
 import { registerBenchmarks } from './registry.ts';
+import { vtdWorld } from './vtd-world.ts';
 
 /**
  * The VT-d unit: translation through the DmaPort (IOTLB hits; full walks with no IOTLB) and the driver-side
@@ -28,28 +29,9 @@ interface World {
 
 /** Memory, a unit programmed through its registers (root, context, QI, TE) and one domain's table. */
 function world(iotlbEntries: number): World {
-  const mem = new PhysicalMemory(64 * 1024 * 1024);
-  const sched = new Scheduler();
-  const msi: MsiSink = { msi: () => {} };
-  const unit = new VtdUnit({ mem, clock: sched, msi, iotlbEntries, qiDescriptorNs: 0 });
-  const frames = new FrameAllocator(mem.frameCount, 'sequential', undefined, [[0, PHYS_BASE / 4096 + MAP_PAGES]]);
-  const alloc = frameTableAllocator(frames);
-  const page = (): number => {
-    const p = alloc.allocTablePage();
-    mem.fill(p, 0, 4096);
-    return p;
-  };
-  const root = page();
-  const ctx = page();
+  const { mem, unit, page, table } = vtdWorld(64 * 1024 * 1024, RID, DID, PHYS_BASE / 4096 + MAP_PAGES, { iotlbEntries, qiDescriptorNs: 0 });
   const iq = page();
   const status = page();
-  const table = createVtdSlPageTable({ mem, alloc });
-  if (typeof table === 'number') throw new Error(`createVtdSlPageTable: ${table}`);
-  mem.write64(root + (RID >>> 8) * 16, BigInt(ctx) | 1n);
-  mem.write64(ctx + (RID & 0xff) * 16, BigInt(table.root) | 1n);
-  mem.write64(ctx + (RID & 0xff) * 16 + 8, 2n | (BigInt(DID) << 8n));
-  unit.write64(REG.RTADDR, BigInt(root));
-  unit.write32(REG.GCMD, fmask('GCMD', 'SRTP'));
   unit.write64(REG.IQA, BigInt(iq));
   unit.write32(REG.GCMD, fmask('GCMD', 'QIE'));
   unit.write32(REG.GCMD, (fmask('GCMD', 'QIE') | fmask('GCMD', 'TE')) >>> 0);
