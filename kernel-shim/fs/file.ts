@@ -1,0 +1,87 @@
+import type { Current } from '../task/current.ts';
+import type { Vma } from '../mm/vma.ts';
+import type { WaitHead } from '../wait.ts';
+import type { Inode } from './inode.ts';
+
+/**
+ * A poll table (Linux `poll_table`): a file's `poll` calls {@link PollTable.wait} for each wait head whose
+ * wake-up may change its mask, then returns the mask.
+ */
+export interface PollTable {
+  wait(head: WaitHead): void;
+}
+
+/**
+ * What a file does (Linux `struct file_operations`). Every handler returns Linux's value: a count or 0 on
+ * success, `-errno` on failure. A handler that must sleep returns a promise (it waits with
+ * {@link Current.waitEvent}); one that never sleeps returns the number directly, so the syscall path awaits
+ * nothing extra. Absent handlers get the VFS default (e.g. no `read` -> `EINVAL`, no `ioctl` -> `ENOTTY`,
+ * no `mmap` -> `ENODEV`).
+ */
+export interface FileOperations {
+  /** At open, after the permission check; may refuse with `-errno`. */
+  open?(file: File, cur: Current): number | Promise<number>;
+  /** At the last close of the open file (every fd and mapping gone). */
+  release?(file: File): void;
+  /** Reads into `dst` at position `pos` (the caller updates `file.pos` by the count for `read`). */
+  read?(file: File, cur: Current, dst: Uint8Array, pos: number): number | Promise<number>;
+  /** Writes `src` at `pos`. */
+  write?(file: File, cur: Current, src: Uint8Array, pos: number): number | Promise<number>;
+  /** Returns the new position or `-errno`; absent: the generic rules over `size`. */
+  llseek?(file: File, offset: number, whence: number): number;
+  /** `arg` is Linux's `unsigned long`: a value or a user address, as the request defines. */
+  ioctl?(file: File, cur: Current, request: number, arg: bigint): number | Promise<number>;
+  /** Sets up `vma` (its backing and flags) or refuses with `-errno`. */
+  mmap?(file: File, cur: Current, vma: Vma): number;
+  /** The current event mask; registers wait heads with `pt`. */
+  poll?(file: File, cur: Current, pt: PollTable): number;
+  /** Current size, for `SEEK_END` and `ftruncate` (regular files). */
+  size?(file: File): number;
+  /** `ftruncate`; absent: `EINVAL`. */
+  truncate?(file: File, cur: Current, length: number): number;
+}
+
+/** An open file description (Linux `struct file`), shared by `dup`ed fds and by mappings of it. */
+export class File {
+  /** The inode it was opened from (anonymous inodes for eventfd, memfd). */
+  readonly inode: Inode;
+  readonly ops: FileOperations;
+  /** The path it was opened by (for `/proc/self/fd` and traces). */
+  readonly path: string;
+  /** `O_*` status flags (access mode, `O_NONBLOCK`, `O_APPEND`); `fcntl(F_SETFL)` changes some. */
+  flags: number;
+  /** Current position. */
+  pos = 0;
+  /** Driver-private state (Linux `file->private_data`). */
+  private: unknown = undefined;
+  /** References: fds and mappings. The last `put` calls `release`. */
+  refs = 1;
+
+  constructor(inode: Inode, ops: FileOperations, path: string, flags: number) {
+    this.inode = inode;
+    this.ops = ops;
+    this.path = path;
+    this.flags = flags;
+  }
+
+  /** Whether the access mode allows reading. */
+  get readable(): boolean {
+    return (this.flags & 3) !== 1;
+  }
+
+  /** Whether the access mode allows writing. */
+  get writable(): boolean {
+    return (this.flags & 3) !== 0;
+  }
+
+  /** Takes a reference. */
+  get(): this {
+    this.refs++;
+    return this;
+  }
+
+  /** Drops a reference; the last one releases the file. */
+  put(): void {
+    if (--this.refs === 0) this.ops.release?.(this);
+  }
+}

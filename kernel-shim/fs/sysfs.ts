@@ -1,0 +1,88 @@
+import { E } from '../errno.ts';
+import type { Current } from '../task/current.ts';
+import { PAGE_SIZE, S } from '../uapi/linux.ts';
+import type { Vma } from '../mm/vma.ts';
+import type { File, FileOperations } from './file.ts';
+import { fileInode, type FileInode } from './inode.ts';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** A text attribute's handlers (Linux `struct device_attribute`): both return `-errno` on failure. */
+export interface AttrHandlers {
+  /** The text a read returns (`sysfs_emit`), or `-errno`. */
+  show?: (cur: Current) => string | number;
+  /** Handles a write of `text` (at most a page, as kernfs passes it); returns the bytes consumed or `-errno`. */
+  store?: (text: string, cur: Current) => number | Promise<number>;
+}
+
+/** A binary attribute's handlers (Linux `struct bin_attribute`): `config`, `resource<N>`. */
+export interface BinAttrHandlers {
+  /** The attribute's size (reads and writes are clipped to it; `size()` may depend on the reader). */
+  size: number | ((cur: Current | undefined) => number);
+  read?: (cur: Current, dst: Uint8Array, pos: number) => number;
+  write?: (cur: Current, src: Uint8Array, pos: number) => number;
+  mmap?: (cur: Current, vma: Vma) => number;
+}
+
+/**
+ * kernfs's open check for sysfs: a write open needs a write bit in the mode and a store, a read open a read
+ * bit and a show, else `EACCES` even for root (`KERNFS_ROOT_EXTRA_OPEN_PERM_CHECK`).
+ */
+function kernfsOpenCheck(hasRead: boolean, hasWrite: boolean, mode: number): (flags: number) => number {
+  return (flags: number): number => {
+    const acc = flags & 3;
+    if (acc !== 0 && ((mode & S.IWUGO) === 0 || !hasWrite)) return E.EACCES;
+    if (acc !== 1 && ((mode & S.IRUGO) === 0 || !hasRead)) return E.EACCES;
+    return 0;
+  };
+}
+
+/** A sysfs text attribute with `mode` (e.g. `0o444`, `0o200`, `0o644`). */
+export function sysfsAttr(mode: number, h: AttrHandlers): FileInode {
+  const ops: FileOperations = {
+    read(_f: File, cur: Current, dst: Uint8Array, pos: number): number {
+      if (h.show === undefined) return E.EIO;
+      const text = h.show(cur);
+      if (typeof text === 'number') return text;
+      const bytes = encoder.encode(text);
+      if (pos >= bytes.length) return 0;
+      const n = Math.min(dst.length, bytes.length - pos);
+      dst.set(bytes.subarray(pos, pos + n));
+      return n;
+    },
+    write(_f: File, cur: Current, src: Uint8Array): number | Promise<number> {
+      if (h.store === undefined) return E.EIO;
+      const len = Math.min(src.length, PAGE_SIZE);
+      if (len === 0) return 0;
+      return h.store(decoder.decode(src.subarray(0, len)), cur);
+    },
+    // A sysfs attribute is seekable over its page.
+    size: () => PAGE_SIZE,
+  };
+  return fileInode('reg', ops, mode, { openCheck: kernfsOpenCheck(h.show !== undefined, h.store !== undefined, mode) });
+}
+
+/** A sysfs binary attribute with `mode`. */
+export function sysfsBinAttr(mode: number, h: BinAttrHandlers): FileInode {
+  const sizeOf = (cur: Current | undefined): number => (typeof h.size === 'number' ? h.size : h.size(cur));
+  const ops: FileOperations = {
+    read(_f: File, cur: Current, dst: Uint8Array, pos: number): number {
+      if (h.read === undefined) return E.EIO;
+      const size = sizeOf(cur);
+      if (pos >= size) return 0;
+      return h.read(cur, dst.subarray(0, Math.min(dst.length, size - pos)), pos);
+    },
+    write(_f: File, cur: Current, src: Uint8Array, pos: number): number {
+      if (h.write === undefined) return E.EIO;
+      const size = sizeOf(cur);
+      if (pos >= size) return src.length === 0 ? 0 : E.EFBIG;
+      return h.write(cur, src.subarray(0, Math.min(src.length, size - pos)), pos);
+    },
+    ...(h.mmap === undefined ? {} : { mmap: (_f: File, cur: Current, vma: Vma): number => (h.mmap as NonNullable<typeof h.mmap>)(cur, vma) }),
+    size: () => sizeOf(undefined),
+  };
+  const hasRead = h.read !== undefined || h.mmap !== undefined;
+  const hasWrite = h.write !== undefined || h.mmap !== undefined;
+  return fileInode('reg', ops, mode, { openCheck: kernfsOpenCheck(hasRead, hasWrite, mode) });
+}

@@ -1,0 +1,50 @@
+import type { File } from '../fs/file.ts';
+
+/** Page-backed shared memory (memfd, `MAP_SHARED|MAP_ANONYMOUS`): one object, any number of mappings. */
+export interface ShmObject {
+  /** Size in bytes (a multiple of nothing in particular: mappings round up to pages). */
+  size: number;
+  /** Frame of each page once faulted in, -1 before. */
+  frames: number[];
+  /** The bytes, page-contiguous (a resizable buffer, so views of it survive growth). */
+  readonly buffer: ArrayBuffer;
+  /** `F_SEAL_*` seals. */
+  seals: number;
+  /** Mappings with `PROT_WRITE` and `MAP_SHARED` (for `F_SEAL_WRITE`'s `EBUSY`). */
+  writableMaps: number;
+  /** Name, for `/proc/self/maps` (`/memfd:name`). */
+  readonly name: string;
+}
+
+/**
+ * What stands behind a VMA:
+ * - `anon`: private anonymous memory, one buffer for the whole VMA, a frame per page once faulted in;
+ * - `shm`: pages of a {@link ShmObject} starting at `pgoff`;
+ * - `io`: device memory at physical address `phys` (a BAR), reached through the machine's MMIO router
+ *   (`VM_IO | VM_PFNMAP`: no struct page, nothing to pin, pagemap shows the pfn to root).
+ */
+export type VmaBacking =
+  | { readonly kind: 'anon'; readonly buffer: ArrayBuffer; readonly bufferOffset: number; readonly frames: Int32Array }
+  | { readonly kind: 'shm'; readonly obj: ShmObject }
+  | { readonly kind: 'io'; readonly phys: number }
+  | { readonly kind: 'none' };
+
+/** A virtual memory area (Linux `vm_area_struct`): `[start, end)` page-aligned user addresses. */
+export interface Vma {
+  start: number;
+  end: number;
+  /** File offset in pages (`vm_pgoff`). */
+  pgoff: number;
+  /** `PROT_*`. */
+  prot: number;
+  /** `MAP_*` flags the mapping was made with (`SHARED`/`PRIVATE`, `ANONYMOUS`, `LOCKED`). */
+  readonly flags: number;
+  /** The file mapped, if any (holds a reference). */
+  readonly file: File | undefined;
+  /** Set by the kernel for anonymous memory, or by the file's `mmap` handler. */
+  backing: VmaBacking;
+  /** `mlock`ed. */
+  locked: boolean;
+  /** Called when the VMA (or the last part of a split one) goes away (Linux `vm_ops->close`). */
+  onClose?: () => void;
+}

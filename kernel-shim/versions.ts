@@ -1,0 +1,19 @@
+/** The Linux versions whose behaviour the kernel can take. */
+export const LINUX_VERSIONS = ['6.1', '6.12'] as const;
+/** One of {@link LINUX_VERSIONS}. */
+export type LinuxVersion = (typeof LINUX_VERSIONS)[number];
+
+/**
+ * Every behaviour that differs between the supported Linux versions, in one table. Code asks
+ * `kernel.behaviour.x`, never the version string.
+ */
+export interface Behaviour {
+  /** `uname -r`-style release string. */
+  readonly release: string;
+}
+
+/** The table: one row per version. */
+export const BEHAVIOUR: Readonly<Record<LinuxVersion, Behaviour>> = {
+  '6.1': { release: '6.1.0-dmasim' },
+  '6.12': { release: '6.12.0-dmasim' },
+};
