@@ -1,8 +1,12 @@
-import type { Simulator } from '../sim/index.ts';
+import type { SimProcess, Simulator } from '../sim/index.ts';
 import type { Machine } from '../machine/index.ts';
 import { Vfs } from './fs/vfs.ts';
 import { KernelLog } from './log.ts';
+import { addProcDir, removeProcDir } from './fs/procfs.ts';
+import { UserPages } from './mm/pages.ts';
 import { PciCore } from './pci/core.ts';
+import { Sys, type Thread } from './task/sys.ts';
+import { Task, TaskExit, type Proc, type SpawnOptions } from './task/task.ts';
 import { BEHAVIOUR, LINUX_VERSIONS, type Behaviour, type LinuxVersion } from './versions.ts';
 
 /** Options of {@link bootKernel}. */
@@ -29,6 +33,11 @@ export class Kernel {
   readonly vfs: Vfs;
   /** The PCI core: enumerated devices, drivers, binding, IRQs. */
   readonly pci: PciCore;
+  /** Reference and pin counts of every frame given to user memory. */
+  readonly userPages: UserPages;
+  readonly #tasks = new Map<number, Task>();
+  #nextPid = 100;
+  #nextTid = 1;
 
   constructor(machine: Machine, options: KernelOptions = {}) {
     const version = options.linux ?? '6.12';
@@ -39,12 +48,85 @@ export class Kernel {
     this.behaviour = BEHAVIOUR[version];
     this.cmdline = options.cmdline ?? '';
     this.log = new KernelLog(machine.sim);
+    this.userPages = new UserPages(machine.memory, machine.frames);
     this.vfs = new Vfs();
     for (const d of ['dev', 'sys/bus', 'sys/class', 'sys/devices', 'sys/kernel', 'proc']) this.vfs.mkdirp(d);
     this.log.printk('notice', `Linux version ${this.behaviour.release} (dmasim) #1 SMP`);
     this.log.printk('info', `Command line: ${this.cmdline}`);
     this.pci = new PciCore(this);
     this.pci.enumerate();
+  }
+
+  /**
+   * Starts a process running `main(sys)` at the current instant. Its exit status is what `main` returns
+   * (a number; otherwise 0), or what it passes to `sys.exit`; returning ends every thread. If `main` throws
+   * anything but a kernel signal, the process dies with status 1, `proc.error` holds the error, and the
+   * simulation run rejects with it, so a crashing driver fails the test that ran it.
+   */
+  spawn(opts: SpawnOptions, main: (sys: Sys) => unknown): Proc {
+    const pid = this.#nextPid++;
+    const task = new Task(this, pid, opts);
+    this.#tasks.set(pid, task);
+    addProcDir(this.vfs, task);
+    task.onExit(() => {
+      removeProcDir(this.vfs, task);
+      this.#tasks.delete(pid);
+    });
+    this.startThread(task, main, undefined);
+    return {
+      pid,
+      comm: task.comm,
+      exited: task.exited,
+      kill: (signal = 9) => task.exit(128 + signal, signal),
+      get dead() {
+        return task.dead;
+      },
+      get error() {
+        return task.error;
+      },
+    };
+  }
+
+  /** @internal Starts a thread of `task` (its main thread when `parent` is undefined). */
+  startThread(task: Task, fn: (sys: Sys) => unknown, parent: SimProcess | undefined): Thread {
+    const main = parent === undefined;
+    const tid = main ? task.pid : task.pid * 1000 + this.#nextTid++;
+    let resolveDone!: () => void;
+    const done = new Promise<void>((r) => {
+      resolveDone = r;
+    });
+    const body = async (p: SimProcess): Promise<void> => {
+      task.threads.add(p);
+      task.running = p;
+      try {
+        if (task.dead) return;
+        const r = await fn(new Sys(this, task, p));
+        if (main) task.exit(typeof r === 'number' ? r : 0);
+      } catch (e) {
+        if (e instanceof TaskExit && task.dead) return;
+        task.error = e;
+        this.log.printk('err', `${task.comm}[${task.pid}]: terminated by an uncaught ${e instanceof Error ? e.name : 'exception'}`);
+        task.exit(1);
+        throw e;
+      } finally {
+        task.threads.delete(p);
+        resolveDone();
+      }
+    };
+    const name = main ? `${task.comm}[${task.pid}]` : `${task.comm}[${task.pid}] thread ${tid}`;
+    if (main) this.sim.process(name, body);
+    else (parent as SimProcess).spawn(name, body);
+    return { tid, done };
+  }
+
+  /** The live process with `pid`. */
+  task(pid: number): Task | undefined {
+    return this.#tasks.get(pid);
+  }
+
+  /** Live processes, by pid. */
+  get tasks(): readonly Task[] {
+    return [...this.#tasks.values()];
   }
 }
 

@@ -10,10 +10,12 @@ export type LinuxVersion = (typeof LINUX_VERSIONS)[number];
 export interface Behaviour {
   /** `uname -r`-style release string. */
   readonly release: string;
+  /** `MFD_EXEC` / `MFD_NOEXEC_SEAL` exist (6.3+), and memfd_create without either logs a warning. */
+  readonly memfdExecFlags: boolean;
 }
 
 /** The table: one row per version. */
 export const BEHAVIOUR: Readonly<Record<LinuxVersion, Behaviour>> = {
-  '6.1': { release: '6.1.0-dmasim' },
-  '6.12': { release: '6.12.0-dmasim' },
+  '6.1': { release: '6.1.0-dmasim', memfdExecFlags: false },
+  '6.12': { release: '6.12.0-dmasim', memfdExecFlags: true },
 };

@@ -65,6 +65,26 @@ export class PhysicalMemory {
     return this.#frames[frameNumber];
   }
 
+  /**
+   * Makes `storage` (4096 bytes, e.g. a page of a process's mapping) the frame's bytes, so that what the
+   * CPU side writes into the view and what DMA writes into the frame are the same bytes. The frame must not
+   * be attached already; its previous contents are dropped.
+   */
+  attachFrame(frameNumber: number, storage: Uint8Array): void {
+    if (!(frameNumber >= 0 && frameNumber < this.frameCount && Number.isInteger(frameNumber)) || storage.length !== FRAME_SIZE) {
+      throw new SimInvariantError(`attachFrame(${frameNumber}): frame outside memory or storage not ${FRAME_SIZE} bytes`);
+    }
+    if (this.#frames[frameNumber] === undefined) this.#materialised++;
+    this.#frames[frameNumber] = storage;
+  }
+
+  /** Forgets the frame's bytes (it reads as zeros again), e.g. when its page is freed. */
+  releaseFrame(frameNumber: number): void {
+    if (this.#frames[frameNumber] === undefined) return;
+    this.#frames[frameNumber] = undefined;
+    this.#materialised--;
+  }
+
   #materialise(frameNumber: number): Uint8Array {
     if (this.#chunkUsed === FRAMES_PER_CHUNK || this.#chunk === undefined) {
       this.#chunk = new ArrayBuffer(FRAME_SIZE * FRAMES_PER_CHUNK);

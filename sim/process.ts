@@ -204,6 +204,21 @@ export class SimProcess {
     );
   }
 
+  /**
+   * Wakes the process out of a queue wait as if it had timed out (the wait resolves to `false`): how a
+   * kernel delivers a fatal signal to a sleeping thread. Returns whether it was in a queue wait; a process
+   * sleeping on time (`delay`, `waitUntil`) is left to wake on its own.
+   */
+  interrupt(): boolean {
+    if (this.state !== 'blocked' || this.#queue === null) return false;
+    this.#queue.remove(this);
+    this.#queue = null;
+    this.#timeout?.cancel();
+    this.#timedOut = true;
+    this.#wakeNow();
+    return true;
+  }
+
   /** @internal Woken by a queue. */
   wakeFromQueue(): void {
     this.#queue = null;

@@ -14,6 +14,8 @@ interface InodeBase {
 export interface DirInode extends InodeBase {
   readonly kind: 'dir';
   readonly entries: Map<string, Inode>;
+  /** A directory whose entries are computed at each lookup (`/proc/<pid>/fd`); `entries` is then unused. */
+  dynamic?: () => ReadonlyMap<string, Inode>;
 }
 
 /**
@@ -36,7 +38,8 @@ export interface FileInode extends InodeBase {
 /** A symbolic link. `target` is relative to the link's directory or absolute, as Linux stores it. */
 export interface SymlinkInode extends InodeBase {
   readonly kind: 'symlink';
-  target: string | (() => string);
+  /** The target, or a function of the looking-up process's pid (`/proc/self`). */
+  target: string | ((pid: number) => string);
 }
 
 /** Anything the VFS names. */
@@ -69,6 +72,6 @@ export function fileInode(
 }
 
 /** A new symlink inode (mode 0777, as Linux reports links). */
-export function symlinkInode(target: string | (() => string)): SymlinkInode {
+export function symlinkInode(target: string | ((pid: number) => string)): SymlinkInode {
   return { kind: 'symlink', target, mode: 0o777, uid: 0, gid: 0 };
 }

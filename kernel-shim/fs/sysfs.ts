@@ -2,7 +2,7 @@ import { E } from '../errno.ts';
 import type { Current } from '../task/current.ts';
 import { PAGE_SIZE, S } from '../uapi/linux.ts';
 import type { Vma } from '../mm/vma.ts';
-import type { File, FileOperations } from './file.ts';
+import type { File, FileOperations, UserBuf } from './file.ts';
 import { fileInode, type FileInode } from './inode.ts';
 
 const encoder = new TextEncoder();
@@ -41,21 +41,24 @@ function kernfsOpenCheck(hasRead: boolean, hasWrite: boolean, mode: number): (fl
 /** A sysfs text attribute with `mode` (e.g. `0o444`, `0o200`, `0o644`). */
 export function sysfsAttr(mode: number, h: AttrHandlers): FileInode {
   const ops: FileOperations = {
-    read(_f: File, cur: Current, dst: Uint8Array, pos: number): number {
+    read(_f: File, cur: Current, buf: UserBuf, pos: number): number {
       if (h.show === undefined) return E.EIO;
       const text = h.show(cur);
       if (typeof text === 'number') return text;
       const bytes = encoder.encode(text);
       if (pos >= bytes.length) return 0;
-      const n = Math.min(dst.length, bytes.length - pos);
-      dst.set(bytes.subarray(pos, pos + n));
-      return n;
+      const n = Math.min(buf.length, bytes.length - pos);
+      const r = buf.copyOut(bytes.subarray(pos, pos + n));
+      return r < 0 ? r : n;
     },
-    write(_f: File, cur: Current, src: Uint8Array): number | Promise<number> {
+    write(_f: File, cur: Current, buf: UserBuf): number | Promise<number> {
       if (h.store === undefined) return E.EIO;
-      const len = Math.min(src.length, PAGE_SIZE);
+      const len = Math.min(buf.length, PAGE_SIZE);
       if (len === 0) return 0;
-      return h.store(decoder.decode(src.subarray(0, len)), cur);
+      const src = new Uint8Array(len);
+      const r = buf.copyIn(src);
+      if (r < 0) return r;
+      return h.store(decoder.decode(src), cur);
     },
     // A sysfs attribute is seekable over its page.
     size: () => PAGE_SIZE,
@@ -67,17 +70,24 @@ export function sysfsAttr(mode: number, h: AttrHandlers): FileInode {
 export function sysfsBinAttr(mode: number, h: BinAttrHandlers): FileInode {
   const sizeOf = (cur: Current | undefined): number => (typeof h.size === 'number' ? h.size : h.size(cur));
   const ops: FileOperations = {
-    read(_f: File, cur: Current, dst: Uint8Array, pos: number): number {
+    read(_f: File, cur: Current, buf: UserBuf, pos: number): number {
       if (h.read === undefined) return E.EIO;
       const size = sizeOf(cur);
       if (pos >= size) return 0;
-      return h.read(cur, dst.subarray(0, Math.min(dst.length, size - pos)), pos);
+      const dst = new Uint8Array(Math.min(buf.length, size - pos));
+      const n = h.read(cur, dst, pos);
+      if (n <= 0) return n;
+      const r = buf.copyOut(dst.subarray(0, n));
+      return r < 0 ? r : n;
     },
-    write(_f: File, cur: Current, src: Uint8Array, pos: number): number {
+    write(_f: File, cur: Current, buf: UserBuf, pos: number): number {
       if (h.write === undefined) return E.EIO;
       const size = sizeOf(cur);
-      if (pos >= size) return src.length === 0 ? 0 : E.EFBIG;
-      return h.write(cur, src.subarray(0, Math.min(src.length, size - pos)), pos);
+      if (pos >= size) return buf.length === 0 ? 0 : E.EFBIG;
+      const src = new Uint8Array(Math.min(buf.length, size - pos));
+      const r = buf.copyIn(src);
+      if (r < 0) return r;
+      return h.write(cur, src, pos);
     },
     ...(h.mmap === undefined ? {} : { mmap: (_f: File, cur: Current, vma: Vma): number => (h.mmap as NonNullable<typeof h.mmap>)(cur, vma) }),
     size: () => sizeOf(undefined),

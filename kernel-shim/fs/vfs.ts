@@ -33,6 +33,17 @@ export function permission(inode: Inode, mask: number, cred: Cred): number {
   return E.EACCES;
 }
 
+/** Who looks a path up: credentials for permission checks, the pid for `/proc/self`. */
+export interface LookupCtx {
+  readonly cred: Cred;
+  readonly pid: number;
+}
+
+/** The entries of a directory (computed for dynamic ones). */
+export function dirEntries(dir: DirInode): ReadonlyMap<string, Inode> {
+  return dir.dynamic === undefined ? dir.entries : dir.dynamic();
+}
+
 /** A resolved path: the inode and its canonical absolute path (symlinks followed). */
 export interface Resolved {
   readonly inode: Inode;
@@ -51,13 +62,14 @@ export class Vfs {
    * Resolves `path` (absolute; relative paths are taken from `/`, the only working directory) for `cred`.
    * With `followLast` false, a final symlink is returned itself (`readlink`, `O_NOFOLLOW`).
    */
-  lookup(path: string, cred: Cred | undefined, followLast = true): Resolved | number {
+  lookup(path: string, ctx: LookupCtx | undefined, followLast = true): Resolved | number {
     if (path.length === 0) return E.ENOENT;
     if (path.length >= PATH_MAX) return E.ENAMETOOLONG;
-    return this.#walk(path, cred, followLast, { links: 0 });
+    return this.#walk(path, ctx, followLast, { links: 0 });
   }
 
-  #walk(path: string, cred: Cred | undefined, followLast: boolean, state: { links: number }): Resolved | number {
+  #walk(path: string, ctx: LookupCtx | undefined, followLast: boolean, state: { links: number }): Resolved | number {
+    const cred = ctx?.cred;
     const parts = path.split('/').filter((p) => p.length > 0 && p !== '.');
     const stack: { name: string; dir: DirInode }[] = [];
     let node: Inode = this.root;
@@ -74,16 +86,16 @@ export class Vfs {
         node = up === undefined ? this.root : up.dir;
         continue;
       }
-      const next = node.entries.get(name);
+      const next = dirEntries(node).get(name);
       if (next === undefined) return E.ENOENT;
       const last = i === parts.length - 1;
       if (next.kind === 'symlink' && (!last || followLast)) {
         if (++state.links > MAX_SYMLINKS) return E.ELOOP;
-        const target = typeof next.target === 'string' ? next.target : next.target();
+        const target = typeof next.target === 'string' ? next.target : next.target(ctx?.pid ?? 0);
         const base = target.startsWith('/') ? '' : '/' + stack.map((s) => s.name).join('/');
         const rest = parts.slice(i + 1).join('/');
         const joined = `${base}/${target}${rest.length > 0 ? '/' + rest : ''}`;
-        return this.#walk(joined, cred, followLast, state);
+        return this.#walk(joined, ctx, followLast, state);
       }
       stack.push({ name, dir: node });
       node = next;
@@ -115,14 +127,16 @@ export class Vfs {
   }
 
   /** Adds a symlink at `path` pointing to `target`. */
-  symlink(path: string, target: string | (() => string)): void {
+  symlink(path: string, target: string | ((pid: number) => string)): void {
     this.add(path, symlinkInode(target));
   }
 
   /** Removes `path` (and everything under it); absent is fine. */
   remove(path: string): void {
-    const { dir, name } = this.#parent(path, false);
-    dir.entries.delete(name);
+    const parts = path.split('/').filter((p) => p.length > 0);
+    const name = parts.pop();
+    const r = this.lookup('/' + parts.join('/'), undefined, true);
+    if (name !== undefined && typeof r !== 'number' && r.inode.kind === 'dir') r.inode.entries.delete(name);
   }
 
   /** Whether `path` exists (no permission checks, symlinks followed). */

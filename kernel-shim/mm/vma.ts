@@ -14,6 +14,10 @@ export interface ShmObject {
   writableMaps: number;
   /** Name, for `/proc/self/maps` (`/memfd:name`). */
   readonly name: string;
+  /** Holders: the memfd's open file and each VMA mapping it; the last drops every page. */
+  refs: number;
+  /** VMAs mapping it (for pagemap's exclusive bit). */
+  maps: number;
 }
 
 /**
@@ -24,7 +28,11 @@ export interface ShmObject {
  *   (`VM_IO | VM_PFNMAP`: no struct page, nothing to pin, pagemap shows the pfn to root).
  */
 export type VmaBacking =
-  | { readonly kind: 'anon'; readonly buffer: ArrayBuffer; readonly bufferOffset: number; readonly frames: Int32Array }
+  | {
+    readonly kind: 'anon'; readonly buffer: ArrayBuffer; readonly bufferOffset: number; readonly frames: Int32Array;
+    /** A private mapping of a shared object: a page's first fault copies it from here (copy on fault). */
+    readonly cow?: { readonly obj: ShmObject };
+  }
   | { readonly kind: 'shm'; readonly obj: ShmObject }
   | { readonly kind: 'io'; readonly phys: number }
   | { readonly kind: 'none' };

@@ -1,0 +1,86 @@
+import { E } from '../errno.ts';
+import type { Current } from '../task/current.ts';
+import { O, POLL } from '../uapi/linux.ts';
+import { WaitHead } from '../wait.ts';
+import { File, type UserBuf, type FileOperations, type PollTable } from './file.ts';
+import { fileInode } from './inode.ts';
+
+/** The largest count an eventfd holds (`ULLONG_MAX - 1`). */
+const EVENTFD_MAX = 0xffff_ffff_ffff_fffen;
+
+/** An eventfd's state (Linux `struct eventfd_ctx`): kernel code signals it with {@link eventfdSignal}. */
+export class EventfdCtx {
+  count: bigint;
+  readonly semaphore: boolean;
+  readonly wq = new WaitHead('eventfd');
+  constructor(count: bigint, semaphore: boolean) {
+    this.count = count;
+    this.semaphore = semaphore;
+  }
+}
+
+/**
+ * Linux `eventfd_signal(ctx)`: adds `n` (1 by default) and wakes readers and pollers; from interrupt
+ * context, so it never sleeps (a count that would pass the maximum saturates it, as the kernel's does).
+ */
+export function eventfdSignal(ctx: EventfdCtx, n = 1n): void {
+  ctx.count = ctx.count + n > EVENTFD_MAX ? EVENTFD_MAX : ctx.count + n;
+  ctx.wq.wake();
+}
+
+const scratch = new Uint8Array(8);
+const scratchView = new DataView(scratch.buffer);
+
+const eventfdOps: FileOperations = {
+  read(file: File, cur: Current, buf: UserBuf): number | Promise<number> {
+    const ctx = file.private as EventfdCtx;
+    if (buf.length < 8) return E.EINVAL;
+    const take = (): number => {
+      const v = ctx.semaphore ? 1n : ctx.count;
+      scratchView.setBigUint64(0, v, true);
+      // Linux copies out before consuming: a bad buffer takes nothing.
+      const r = buf.copyOut(scratch);
+      if (r < 0) return r;
+      ctx.count -= v;
+      ctx.wq.wake();
+      return 8;
+    };
+    if (ctx.count > 0n) return take();
+    if ((file.flags & O.NONBLOCK) !== 0) return E.EAGAIN;
+    return cur.waitEvent(ctx.wq, () => ctx.count > 0n, `read on eventfd`).then((r) => (r < 0 ? r : take()));
+  },
+  write(file: File, cur: Current, buf: UserBuf): number | Promise<number> {
+    const ctx = file.private as EventfdCtx;
+    if (buf.length < 8) return E.EINVAL;
+    const c = buf.copyIn(scratch);
+    if (c < 0) return c;
+    const v = scratchView.getBigUint64(0, true);
+    if (v === 0xffff_ffff_ffff_ffffn) return E.EINVAL;
+    const add = (): number => {
+      ctx.count += v;
+      ctx.wq.wake();
+      return 8;
+    };
+    if (EVENTFD_MAX - ctx.count > v) return add();
+    if ((file.flags & O.NONBLOCK) !== 0) return E.EAGAIN;
+    return cur.waitEvent(ctx.wq, () => EVENTFD_MAX - ctx.count > v, `write on eventfd`).then((r) => (r < 0 ? r : add()));
+  },
+  poll(file: File, _cur: Current, pt: PollTable): number {
+    const ctx = file.private as EventfdCtx;
+    pt.wait(ctx.wq);
+    let mask = 0;
+    if (ctx.count > 0n) mask |= POLL.IN | POLL.RDNORM;
+    if (ctx.count === EVENTFD_MAX) mask |= POLL.ERR;
+    if (EVENTFD_MAX - 1n > ctx.count) mask |= POLL.OUT | POLL.WRNORM;
+    return mask;
+  },
+};
+
+const eventfdInode = fileInode('anon', eventfdOps, 0o600);
+
+/** A new eventfd file (`anon_inode:[eventfd]`) with `initval` and `O_RDWR` plus `flags`. */
+export function createEventfd(initval: number, semaphore: boolean, flags: number): File {
+  const f = new File(eventfdInode, eventfdOps, 'anon_inode:[eventfd]', O.RDWR | flags);
+  f.private = new EventfdCtx(BigInt(initval), semaphore);
+  return f;
+}
