@@ -5,6 +5,8 @@ import { KernelLog } from './log.ts';
 import { addProcDir, removeProcDir } from './fs/procfs.ts';
 import { UserPages } from './mm/pages.ts';
 import { PciCore } from './pci/core.ts';
+import { IrqCore } from './irq.ts';
+import { registerTestDevice } from './testdev/index.ts';
 import { Sys, type Thread } from './task/sys.ts';
 import { Task, TaskExit, type Proc, type SpawnOptions } from './task/task.ts';
 import { BEHAVIOUR, LINUX_VERSIONS, type Behaviour, type LinuxVersion } from './versions.ts';
@@ -15,6 +17,8 @@ export interface KernelOptions {
   readonly linux?: LinuxVersion;
   /** Kernel command line, as `/proc/cmdline` shows it (default empty). */
   readonly cmdline?: string;
+  /** Adds the test-only character device `/dev/dmasim-test` (uAPI marshalling tests). */
+  readonly testDevice?: boolean;
 }
 
 /**
@@ -31,8 +35,10 @@ export class Kernel {
   readonly cmdline: string;
   readonly log: KernelLog;
   readonly vfs: Vfs;
-  /** The PCI core: enumerated devices, drivers, binding, IRQs. */
+  /** The PCI core: enumerated devices, drivers, binding. */
   readonly pci: PciCore;
+  /** The generic IRQ layer: descriptors, handlers, the spurious check. */
+  readonly irq: IrqCore;
   /** Reference and pin counts of every frame given to user memory. */
   readonly userPages: UserPages;
   readonly #tasks = new Map<number, Task>();
@@ -53,8 +59,10 @@ export class Kernel {
     for (const d of ['dev', 'sys/bus', 'sys/class', 'sys/devices', 'sys/kernel', 'proc']) this.vfs.mkdirp(d);
     this.log.printk('notice', `Linux version ${this.behaviour.release} (dmasim) #1 SMP`);
     this.log.printk('info', `Command line: ${this.cmdline}`);
+    this.irq = new IrqCore(this);
     this.pci = new PciCore(this);
     this.pci.enumerate();
+    if (options.testDevice === true) registerTestDevice(this);
   }
 
   /**

@@ -1,0 +1,219 @@
+import type { Kernel } from './kernel.ts';
+import { E } from './errno.ts';
+
+/** Handler results (Linux `irqreturn_t`). */
+export const IRQ_NONE = 0;
+export const IRQ_HANDLED = 1;
+
+/** `request_irq` flags used here (Linux `include/linux/interrupt.h`). */
+export const IRQF = {
+  SHARED: 0x80,
+  ONESHOT: 0x2000,
+  NO_THREAD: 0x10000,
+} as const;
+
+/** A hard-IRQ handler: runs in event context at the instant of the interrupt, returns {@link IRQ_HANDLED} or {@link IRQ_NONE}. */
+export type IrqHandler = (irq: number, devId: unknown) => number;
+
+/** Linux irq numbers: 0..23 are the INTx lines (IOAPIC GSIs); MSI and MSI-X irqs are allocated from here. */
+export const FIRST_DYNAMIC_IRQ = 24;
+
+/** Interrupts counted on one irq before the spurious check decides (Linux `note_interrupt`). */
+const SPURIOUS_WINDOW = 100_000;
+/** Unhandled interrupts within the window that disable the line ("nobody cared"). */
+const SPURIOUS_LIMIT = 99_900;
+/** Delay before a level-triggered line that is still asserted after its handlers ran is delivered again (EOI and re-entry). */
+const LEVEL_REFIRE_NS = 1_000;
+
+interface Action {
+  readonly handler: IrqHandler;
+  readonly flags: number;
+  readonly name: string;
+  readonly devId: unknown;
+}
+
+/** One Linux irq descriptor (`struct irq_desc`). */
+export interface IrqDesc {
+  readonly irq: number;
+  /** `'level'` for INTx, `'edge'` for MSI / MSI-X. */
+  readonly trigger: 'level' | 'edge';
+  /** What the line is in `/proc/interrupts` (`IO-APIC 11-fasteoi`, `PCI-MSI 49152-edge`). */
+  readonly chip: string;
+  readonly actions: Action[];
+  /** `disable_irq` nesting depth; also 1 after the spurious check disabled the line. */
+  depth: number;
+  /** Interrupts delivered (handled or not). */
+  count: number;
+  /** Within the current spurious window. */
+  windowCount: number;
+  windowUnhandled: number;
+  /** A level interrupt arrived while disabled; replayed on enable (Linux `IRQS_PENDING`). */
+  pending: boolean;
+  /** For level lines: whether the line is asserted now. */
+  level: boolean;
+  /** A re-delivery of a still-asserted level line is scheduled. */
+  refireScheduled: boolean;
+  /** The spurious check disabled it. */
+  nobodyCared: boolean;
+}
+
+/**
+ * The kernel's generic IRQ layer (Linux `kernel/irq/`): irq descriptors for INTx lines and for MSI / MSI-X
+ * vectors, `request_irq` / `free_irq` with `IRQF_SHARED` sharing rules, `disable_irq` / `enable_irq`, and
+ * the spurious-interrupt check that disables a line nobody handles ("irq N: nobody cared"). Hard handlers
+ * run synchronously at the virtual instant the interrupt reaches the CPU. A level-triggered line that is
+ * still asserted once its handlers have run is delivered again after a short EOI delay, as a real
+ * level-triggered IOAPIC line would.
+ */
+export class IrqCore {
+  readonly #kernel: Kernel;
+  readonly #descs = new Map<number, IrqDesc>();
+  #nextIrq = FIRST_DYNAMIC_IRQ;
+
+  constructor(kernel: Kernel) {
+    this.#kernel = kernel;
+  }
+
+  /** The descriptor of `irq`, if it exists. */
+  desc(irq: number): IrqDesc | undefined {
+    return this.#descs.get(irq);
+  }
+
+  /** Every descriptor, by irq number. */
+  get descs(): readonly IrqDesc[] {
+    return [...this.#descs.values()].sort((a, b) => a.irq - b.irq);
+  }
+
+  /** Creates the descriptor of an INTx line `line` (its irq number is the line) and wires it to the interrupt controller. */
+  intxDesc(line: number): IrqDesc {
+    const found = this.#descs.get(line);
+    if (found !== undefined) return found;
+    const d = this.#newDesc(line, 'level', `IO-APIC ${line}-fasteoi`);
+    this.#kernel.machine.intc.onIntx(line, (_l, level) => this.#levelChange(d, level));
+    d.level = this.#kernel.machine.intc.intxLevel(line);
+    return d;
+  }
+
+  /** Allocates an edge irq for an MSI / MSI-X message (`chip` as `/proc/interrupts` names it). */
+  allocEdge(chip: string): IrqDesc {
+    const d = this.#newDesc(this.#nextIrq++, 'edge', chip);
+    return d;
+  }
+
+  /** Frees an irq made by {@link allocEdge} (its actions must be gone). */
+  freeEdge(irq: number): void {
+    this.#descs.delete(irq);
+  }
+
+  #newDesc(irq: number, trigger: 'level' | 'edge', chip: string): IrqDesc {
+    const d: IrqDesc = {
+      irq, trigger, chip, actions: [], depth: 0, count: 0, windowCount: 0, windowUnhandled: 0,
+      pending: false, level: false, refireScheduled: false, nobodyCared: false,
+    };
+    this.#descs.set(irq, d);
+    return d;
+  }
+
+  /**
+   * Linux `request_irq`: 0, or `-EINVAL` (no such irq, no handler, `IRQF_SHARED` without a `devId`),
+   * `-EBUSY` (the line is taken and not both sides share).
+   */
+  request(irq: number, handler: IrqHandler | undefined, flags: number, name: string, devId: unknown): number {
+    const d = this.#descs.get(irq);
+    if (d === undefined) return E.EINVAL;
+    if ((flags & IRQF.SHARED) !== 0 && devId === undefined) return E.EINVAL;
+    if (handler === undefined) return E.EINVAL;
+    const first = d.actions[0];
+    if (first !== undefined && ((first.flags & flags & IRQF.SHARED) === 0)) return E.EBUSY;
+    d.actions.push({ handler, flags, name, devId });
+    if (d.actions.length === 1) {
+      d.depth = 0;
+      d.nobodyCared = false;
+      d.windowCount = 0;
+      d.windowUnhandled = 0;
+      if (d.trigger === 'level' && d.level) this.#deliver(d);
+    }
+    return 0;
+  }
+
+  /** Linux `free_irq`: removes the action registered with `devId`. */
+  free(irq: number, devId: unknown): void {
+    const d = this.#descs.get(irq);
+    if (d === undefined) return;
+    const i = d.actions.findIndex((a) => a.devId === devId);
+    if (i < 0) {
+      this.#kernel.log.printk('warn', `Trying to free already-free IRQ ${irq}`);
+      return;
+    }
+    d.actions.splice(i, 1);
+  }
+
+  /** Linux `disable_irq` (nesting). */
+  disable(irq: number): void {
+    const d = this.#descs.get(irq);
+    if (d !== undefined) d.depth++;
+  }
+
+  /** Linux `enable_irq`: a level line still asserted, or an edge that came while disabled, is delivered now. */
+  enable(irq: number): void {
+    const d = this.#descs.get(irq);
+    if (d === undefined || d.depth === 0) {
+      this.#kernel.log.printk('warn', `Unbalanced enable for IRQ ${irq}`);
+      return;
+    }
+    d.depth--;
+    if (d.depth > 0) return;
+    if ((d.trigger === 'level' && d.level) || d.pending) {
+      d.pending = false;
+      this.#deliver(d);
+    }
+  }
+
+  /** An edge interrupt (an MSI / MSI-X message) reached the CPU for `irq`. */
+  edge(d: IrqDesc): void {
+    if (d.depth > 0) {
+      d.pending = true;
+      return;
+    }
+    this.#deliver(d);
+  }
+
+  #levelChange(d: IrqDesc, level: boolean): void {
+    d.level = level;
+    if (level && d.depth === 0 && !d.refireScheduled) this.#deliver(d);
+  }
+
+  #deliver(d: IrqDesc): void {
+    d.count++;
+    let ret = IRQ_NONE;
+    for (const a of d.actions) ret |= a.handler(d.irq, a.devId);
+    const sim = this.#kernel.sim;
+    const tr = sim.trace;
+    if (tr.active) tr.emit(sim.now, 'kernel', 'irq', { irq: d.irq, handled: ret !== IRQ_NONE, handlers: d.actions.length });
+    this.#noteInterrupt(d, ret);
+    if (d.trigger === 'level' && d.level && d.depth === 0 && !d.refireScheduled) {
+      d.refireScheduled = true;
+      sim.schedule(LEVEL_REFIRE_NS, () => {
+        d.refireScheduled = false;
+        if (d.level && d.depth === 0) this.#deliver(d);
+      });
+    }
+  }
+
+  /** Linux `note_interrupt`: after 100,000 interrupts of which 99,900 went unhandled, the line is disabled. */
+  #noteInterrupt(d: IrqDesc, ret: number): void {
+    if (ret === IRQ_NONE) d.windowUnhandled++;
+    if (++d.windowCount < SPURIOUS_WINDOW) return;
+    if (d.windowUnhandled > SPURIOUS_LIMIT) {
+      const log = this.#kernel.log;
+      log.printk('emerg', `irq ${d.irq}: nobody cared (try booting with the "irqpoll" option)`);
+      log.printk('err', 'handlers:');
+      for (const a of d.actions) log.printk('err', `[<0>] ${a.name}`);
+      log.printk('emerg', 'Disabling IRQ #' + d.irq);
+      d.nobodyCared = true;
+      d.depth++;
+    }
+    d.windowCount = 0;
+    d.windowUnhandled = 0;
+  }
+}
