@@ -1,0 +1,103 @@
+import { E } from '../errno.ts';
+import { sysfsAttr } from '../fs/sysfs.ts';
+import { dirInode, symlinkInode, type DirInode, type FileInode } from '../fs/inode.ts';
+import type { UioDevice } from './core.ts';
+import { MAX_UIO_MAPS, MAX_UIO_PORT_REGIONS, UIO_MAJOR, type UioInfo, type UioMem, type UioPort } from './info.ts';
+
+/** Linux `%pa` of a 64-bit `phys_addr_t` / `resource_size_t`: `0x` and 16 hex digits. */
+function pa(v: number | bigint): string {
+  return '0x' + BigInt.asUintN(64, BigInt(v)).toString(16).padStart(16, '0');
+}
+
+/** Linux `0x%lx` / `0x%llx`. */
+function hex(v: number | bigint): string {
+  return '0x' + BigInt.asUintN(64, BigInt(v)).toString(16);
+}
+
+/**
+ * The target of a sysfs link made in directory `fromDir` to `to`, as kernfs writes it
+ * (`kernfs_get_target_path`): up to the nearest directory that is a strict ancestor of the target, then
+ * down, so a link to an ancestor names it (`../../../0000:00:03.0`, not `../..`).
+ */
+export function relativeLink(fromDir: string, to: string): string {
+  const a = fromDir.split('/').filter((p) => p.length > 0);
+  const b = to.split('/').filter((p) => p.length > 0);
+  let i = 0;
+  while (i < a.length && i < b.length - 1 && a[i] === b[i]) i++;
+  return [...Array.from({ length: a.length - i }, () => '..'), ...b.slice(i)].join('/');
+}
+
+/** Port type names (`port_porttype_show`). */
+const PORT_TYPES = ['none', 'x86', 'gpio', 'other'] as const;
+
+/** A 0444 attribute that reads the device's info, or `-EINVAL` once unregistered (uio.c's `*_show`). */
+function infoAttr(idev: UioDevice, show: (info: UioInfo) => string): FileInode {
+  return sysfsAttr(0o444, {
+    show: () => {
+      const info = idev.info;
+      if (info === null) {
+        idev.kernel.log.printk('err', `uio ${idev.name}: the device has been unregistered`);
+        return E.EINVAL;
+      }
+      return show(info);
+    },
+  });
+}
+
+function ro(show: () => string): FileInode {
+  return sysfsAttr(0o444, { show });
+}
+
+function mapDir(mem: UioMem): DirInode {
+  const d = dirInode(0o755);
+  d.entries.set('name', ro(() => `${mem.name ?? ''}\n`));
+  d.entries.set('addr', ro(() => `${pa(mem.addr)}\n`));
+  d.entries.set('size', ro(() => `${pa(mem.size)}\n`));
+  d.entries.set('offset', ro(() => `${hex(mem.offs ?? 0)}\n`));
+  return d;
+}
+
+function portDir(port: UioPort): DirInode {
+  const d = dirInode(0o755);
+  d.entries.set('name', ro(() => `${port.name ?? ''}\n`));
+  d.entries.set('start', ro(() => `${hex(port.start)}\n`));
+  d.entries.set('size', ro(() => `${hex(port.size)}\n`));
+  d.entries.set('porttype', ro(() => `port_${PORT_TYPES[port.porttype] ?? 'none'}\n`));
+  return d;
+}
+
+/**
+ * The device's sysfs directory (Linux `uio_dev_add_attributes` plus what the driver core adds): `name`,
+ * `version`, `event` (`%u`), `dev`, `uevent`, `device` and `subsystem` links, `maps/mapN/` for each map up
+ * to the first of size 0, and `portio/portN/` likewise.
+ */
+export function addUioAttributes(idev: UioDevice): void {
+  const r = idev.kernel.vfs.lookup(idev.sysfsPath, undefined);
+  if (typeof r === 'number' || r.inode.kind !== 'dir') return;
+  const dir = r.inode.entries;
+  dir.set('name', infoAttr(idev, (i) => `${i.name}\n`));
+  dir.set('version', infoAttr(idev, (i) => `${i.version}\n`));
+  dir.set('event', infoAttr(idev, () => `${idev.event >>> 0}\n`));
+  dir.set('dev', ro(() => `${UIO_MAJOR}:${idev.minor}\n`));
+  dir.set('uevent', sysfsAttr(0o644, { show: () => `MAJOR=${UIO_MAJOR}\nMINOR=${idev.minor}\nDEVNAME=${idev.name}\n` }));
+  dir.set('device', symlinkInode(relativeLink(idev.sysfsPath, idev.parent.sysfsPath)));
+  dir.set('subsystem', symlinkInode(relativeLink(idev.sysfsPath, '/sys/class/uio')));
+  dir.set('power', dirInode(0o755));
+  const info = idev.info as UioInfo;
+  const mem = info.mem ?? [];
+  for (let i = 0; i < Math.min(mem.length, MAX_UIO_MAPS); i++) {
+    const m = mem[i] as UioMem;
+    if (m.size === 0) break;
+    let maps = dir.get('maps');
+    if (maps === undefined) dir.set('maps', (maps = dirInode(0o755)));
+    if (maps.kind === 'dir') maps.entries.set(`map${i}`, mapDir(m));
+  }
+  const ports = info.port ?? [];
+  for (let i = 0; i < Math.min(ports.length, MAX_UIO_PORT_REGIONS); i++) {
+    const p = ports[i] as UioPort;
+    if (p.size === 0) break;
+    let portio = dir.get('portio');
+    if (portio === undefined) dir.set('portio', (portio = dirInode(0o755)));
+    if (portio.kind === 'dir') portio.entries.set(`port${i}`, portDir(p));
+  }
+}
