@@ -319,6 +319,50 @@ describe('UIO core: read, write and poll', () => {
   });
 });
 
+describe('UIO core: interrupts and driver hooks', () => {
+  it('counts an event only on IRQ_HANDLED, with two devices sharing the INTx line', async () => {
+    const { kernel, parent, line, run } = boot();
+    let asked = 0;
+    const other: UioInfo = { name: 'other', version: '1', irq: line, irqFlags: IRQF.SHARED, handler: () => (asked++, IRQ_NONE) };
+    const d1 = uioRegisterDevice(kernel, parent, other) as UioDevice;
+    expect(kernel.irq.desc(line)?.actions.length).toBe(2);
+    await run(async (sys) => {
+      const fd = await sys.open('/dev/uio0', O.RDWR);
+      const m = await sys.mmap(null, PAGE_SIZE, PROT.READ | PROT.WRITE, MAP.SHARED, fd, 0);
+      // IRQ_RAISE (0x60) raises the interrupt at once.
+      m.write32(0x60, 0x1);
+      expect(await sys.read(fd, new Uint8Array(4))).toBe(4);
+      expect(await cat(sys, '/sys/class/uio/uio0/event')).toBe('1\n');
+      expect(await cat(sys, '/sys/class/uio/uio1/event')).toBe('0\n');
+      expect(m.read32(REG.IRQ_STATUS)).toBe(0);
+    });
+    expect(asked).toBeGreaterThan(0);
+    expect(d1.event).toBe(0);
+  });
+
+  it('fails the open when info.open refuses, without calling release', async () => {
+    const { kernel, parent, run } = boot();
+    let opens = 0;
+    let releases = 0;
+    const excl: UioInfo = {
+      name: 'excl', version: '1', irq: UIO_IRQ_NONE,
+      open: () => (opens++ === 0 ? 0 : E.EBUSY),
+      release: () => (releases++, 0),
+    };
+    uioRegisterDevice(kernel, parent, excl);
+    await run(async (sys) => {
+      const fd = await sys.open('/dev/uio1', O.RDWR);
+      await expect(sys.open('/dev/uio1', O.RDWR)).rejects.toMatchObject({ code: 'EBUSY', syscall: 'open' });
+      const dup = await sys.dup(fd);
+      await sys.close(fd);
+      expect(releases).toBe(0);
+      await sys.close(dup);
+      expect(releases).toBe(1);
+    });
+    expect(opens).toBe(2);
+  });
+});
+
 describe('UIO core: mmap', () => {
   function withMaps() {
     const b = boot();
@@ -414,8 +458,8 @@ describe('UIO core: unregister while open', () => {
       await expect(sys.mmap(null, PAGE_SIZE, PROT.READ, MAP.SHARED, fd, 0)).rejects.toMatchObject({ code: 'EINVAL' });
       // The old BAR mapping stays (a PFN mapping outlives the device).
       expect(m.read32(REG.ID)).toBe(EDU_ID);
-      // An attribute opened before reads EINVAL, as uio.c's name_show does once info is gone.
-      await expect(sys.read(attr, new Uint8Array(64))).rejects.toMatchObject({ code: 'EINVAL' });
+      // An attribute opened before reads ENODEV: kernfs refuses a removed node.
+      await expect(sys.read(attr, new Uint8Array(64))).rejects.toMatchObject({ code: 'ENODEV' });
       await expect(sys.open('/dev/uio0', O.RDWR)).rejects.toMatchObject({ code: 'ENOENT' });
       await expect(sys.readdir('/sys/class/uio')).resolves.toEqual([]);
       await expect(sys.readdir('/sys/devices/pci0000:00/0000:00:03.0')).resolves.toEqual([]);

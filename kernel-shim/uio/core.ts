@@ -91,7 +91,7 @@ export function uioRegisterDevice(kernel: Kernel, parent: Device, info: UioInfo)
   uioInit(kernel);
   const cls = classes.get(kernel) as UioClass;
   // Linux: `if (!parent || !info || !info->name || !info->version) return -EINVAL;`
-  if (typeof info.name !== 'string' || typeof info.version !== 'string') return E.EINVAL;
+  if ((parent as Device | undefined) === undefined || typeof info.name !== 'string' || typeof info.version !== 'string') return E.EINVAL;
   invariant((info.mem?.length ?? 0) <= MAX_UIO_MAPS, () => `uio ${info.name}: more than ${MAX_UIO_MAPS} maps`);
   invariant((info.port?.length ?? 0) <= MAX_UIO_PORT_REGIONS, () => `uio ${info.name}: more than ${MAX_UIO_PORT_REGIONS} port regions`);
   invariant(!byInfo.has(info), () => `uio ${info.name}: info registered twice`);

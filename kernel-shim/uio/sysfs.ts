@@ -30,39 +30,30 @@ export function relativeLink(fromDir: string, to: string): string {
 /** Port type names (`port_porttype_show`). */
 const PORT_TYPES = ['none', 'x86', 'gpio', 'other'] as const;
 
-/** A 0444 attribute that reads the device's info, or `-EINVAL` once unregistered (uio.c's `*_show`). */
-function infoAttr(idev: UioDevice, show: (info: UioInfo) => string): FileInode {
-  return sysfsAttr(0o444, {
-    show: () => {
-      const info = idev.info;
-      if (info === null) {
-        idev.kernel.log.printk('err', `uio ${idev.name}: the device has been unregistered`);
-        return E.EINVAL;
-      }
-      return show(info);
-    },
-  });
+/**
+ * A 0444 attribute of `idev`. Once the device is unregistered its attributes are gone: a file opened
+ * before reads `ENODEV`, as kernfs answers for a removed node (uio.c's own `-EINVAL` for a missing info
+ * applies only inside unregister, which is atomic here).
+ */
+function attr(idev: UioDevice, show: (info: UioInfo) => string): FileInode {
+  return sysfsAttr(0o444, { show: () => (idev.info === null ? E.ENODEV : show(idev.info)) });
 }
 
-function ro(show: () => string): FileInode {
-  return sysfsAttr(0o444, { show });
-}
-
-function mapDir(mem: UioMem): DirInode {
+function mapDir(idev: UioDevice, mem: UioMem): DirInode {
   const d = dirInode(0o755);
-  d.entries.set('name', ro(() => `${mem.name ?? ''}\n`));
-  d.entries.set('addr', ro(() => `${pa(mem.addr)}\n`));
-  d.entries.set('size', ro(() => `${pa(mem.size)}\n`));
-  d.entries.set('offset', ro(() => `${hex(mem.offs ?? 0)}\n`));
+  d.entries.set('name', attr(idev, () => `${mem.name ?? ''}\n`));
+  d.entries.set('addr', attr(idev, () => `${pa(mem.addr)}\n`));
+  d.entries.set('size', attr(idev, () => `${pa(mem.size)}\n`));
+  d.entries.set('offset', attr(idev, () => `${hex(mem.offs ?? 0)}\n`));
   return d;
 }
 
-function portDir(port: UioPort): DirInode {
+function portDir(idev: UioDevice, port: UioPort): DirInode {
   const d = dirInode(0o755);
-  d.entries.set('name', ro(() => `${port.name ?? ''}\n`));
-  d.entries.set('start', ro(() => `${hex(port.start)}\n`));
-  d.entries.set('size', ro(() => `${hex(port.size)}\n`));
-  d.entries.set('porttype', ro(() => `port_${PORT_TYPES[port.porttype] ?? 'none'}\n`));
+  d.entries.set('name', attr(idev, () => `${port.name ?? ''}\n`));
+  d.entries.set('start', attr(idev, () => `${hex(port.start)}\n`));
+  d.entries.set('size', attr(idev, () => `${hex(port.size)}\n`));
+  d.entries.set('porttype', attr(idev, () => `port_${PORT_TYPES[port.porttype] ?? 'none'}\n`));
   return d;
 }
 
@@ -75,11 +66,11 @@ export function addUioAttributes(idev: UioDevice): void {
   const r = idev.kernel.vfs.lookup(idev.sysfsPath, undefined);
   if (typeof r === 'number' || r.inode.kind !== 'dir') return;
   const dir = r.inode.entries;
-  dir.set('name', infoAttr(idev, (i) => `${i.name}\n`));
-  dir.set('version', infoAttr(idev, (i) => `${i.version}\n`));
-  dir.set('event', infoAttr(idev, () => `${idev.event >>> 0}\n`));
-  dir.set('dev', ro(() => `${UIO_MAJOR}:${idev.minor}\n`));
-  dir.set('uevent', sysfsAttr(0o644, { show: () => `MAJOR=${UIO_MAJOR}\nMINOR=${idev.minor}\nDEVNAME=${idev.name}\n` }));
+  dir.set('name', attr(idev, (i) => `${i.name}\n`));
+  dir.set('version', attr(idev, (i) => `${i.version}\n`));
+  dir.set('event', attr(idev, () => `${idev.event >>> 0}\n`));
+  dir.set('dev', attr(idev, () => `${UIO_MAJOR}:${idev.minor}\n`));
+  dir.set('uevent', sysfsAttr(0o644, { show: () => idev.info === null ? E.ENODEV : `MAJOR=${UIO_MAJOR}\nMINOR=${idev.minor}\nDEVNAME=${idev.name}\n` }));
   dir.set('device', symlinkInode(relativeLink(idev.sysfsPath, idev.parent.sysfsPath)));
   dir.set('subsystem', symlinkInode(relativeLink(idev.sysfsPath, '/sys/class/uio')));
   dir.set('power', dirInode(0o755));
@@ -90,7 +81,7 @@ export function addUioAttributes(idev: UioDevice): void {
     if (m.size === 0) break;
     let maps = dir.get('maps');
     if (maps === undefined) dir.set('maps', (maps = dirInode(0o755)));
-    if (maps.kind === 'dir') maps.entries.set(`map${i}`, mapDir(m));
+    if (maps.kind === 'dir') maps.entries.set(`map${i}`, mapDir(idev, m));
   }
   const ports = info.port ?? [];
   for (let i = 0; i < Math.min(ports.length, MAX_UIO_PORT_REGIONS); i++) {
@@ -98,6 +89,6 @@ export function addUioAttributes(idev: UioDevice): void {
     if (p.size === 0) break;
     let portio = dir.get('portio');
     if (portio === undefined) dir.set('portio', (portio = dirInode(0o755)));
-    if (portio.kind === 'dir') portio.entries.set(`port${i}`, portDir(p));
+    if (portio.kind === 'dir') portio.entries.set(`port${i}`, portDir(idev, p));
   }
 }
