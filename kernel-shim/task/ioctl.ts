@@ -1,14 +1,110 @@
 import { E } from '../errno.ts';
 import type { Mm } from '../mm/mm.ts';
+import type { Vma } from '../mm/vma.ts';
+import { decode, encode, type LooseStruct } from '../uapi/codec.ts';
+import type { AnyLayout } from '../uapi/layout.ts';
+import { MAP, PAGE_SIZE, PROT } from '../uapi/linux.ts';
+import { ioctlLayout } from '../uapi/registry.ts';
 import type { Current } from './current.ts';
 
 /**
+ * The largest buffer an object's own `argsz`/`size` may make the scratch area: a claim beyond it (a
+ * program passing `argsz: 0xffffffff`) stands for a buffer holding only the object, followed by unmapped
+ * memory, so a kernel reading that far gets `EFAULT` as it would in C.
+ */
+export const MAX_SCRATCH = 64 << 10;
+
+/** Bytes of process memory an object argument stands for: its encoding, or its declared size if larger. */
+export function scratchLength(layout: AnyLayout, arg: LooseStruct, encodedLen: number): number {
+  if (layout.convention === 'fixed') return encodedLen;
+  const first = layout.fields[0];
+  const declared = first === undefined ? 0 : arg[first.name];
+  const n = typeof declared === 'number' ? declared >>> 0 : typeof declared === 'bigint' ? Number(BigInt.asUintN(32, declared)) : 0;
+  return n > encodedLen && n <= MAX_SCRATCH ? n : encodedLen;
+}
+
+/**
+ * A scratch buffer in the process: an anonymous private mapping of the pages the buffer needs plus one
+ * `PROT_NONE` guard page, with the buffer ending exactly at the guard (so a read one byte past it is
+ * `EFAULT`). Freed after the call; a mapping that user code replaced meanwhile (another thread's `munmap`
+ * or `MAP_FIXED`) is left alone, and exit's teardown frees it otherwise.
+ */
+class Scratch {
+  readonly addr: number;
+  readonly #mm: Mm;
+  readonly #vmas: Vma[];
+
+  private constructor(mm: Mm, addr: number, vmas: Vma[]) {
+    this.#mm = mm;
+    this.addr = addr;
+    this.#vmas = vmas;
+  }
+
+  static alloc(mm: Mm, cur: Current, len: number): Scratch | number {
+    const pages = Math.max(1, Math.ceil(len / PAGE_SIZE));
+    const total = (pages + 1) * PAGE_SIZE;
+    const base = mm.mmap(
+      { addr: 0, length: total, prot: PROT.READ | PROT.WRITE, flags: MAP.PRIVATE | MAP.ANONYMOUS, file: undefined, pgoff: 0 },
+      cur.cred, undefined,
+    );
+    if (base < 0) return base;
+    const guard = base + pages * PAGE_SIZE;
+    const p = mm.protect(guard, PAGE_SIZE, PROT.NONE);
+    const vmas = [mm.find(base), mm.find(guard)].filter((v): v is Vma => v !== undefined);
+    const s = new Scratch(mm, guard - len, vmas);
+    if (p < 0) {
+      s.free();
+      return p;
+    }
+    return s;
+  }
+
+  free(): void {
+    for (const v of this.#vmas) {
+      if (this.#mm.find(v.start) === v) this.#mm.unmap(v.start, v.end - v.start);
+    }
+  }
+}
+
+function isTypedArray(v: object): v is ArrayBufferView {
+  return ArrayBuffer.isView(v);
+}
+
+/**
  * Marshals an object argument of `sys.ioctl` (DESIGN.md): encodes it into scratch memory of the process by
- * the request's uAPI layout, calls the handler with the address, and decodes the write-back into the
- * object. A request with no known layout cannot take an object: `ENOTTY`.
+ * the request's uAPI layout (`ioctlLayout`; the object's own `argsz`/`size` sets the buffer size), calls the
+ * handler with the address, and decodes the write-back into the same object (whatever the handler returned:
+ * Linux handlers write back on some failures, e.g. `IOVA_RANGES` with `EMSGSIZE`). A typed array or
+ * `DataView` is passed as a raw buffer (`int32 *`, `char *`) and refilled in place. A request with no known
+ * layout cannot take any other object: `ENOTTY`.
  */
 export async function marshalIoctl(
-  _mm: Mm, _cur: Current, _request: number, _arg: object, _call: (addr: bigint) => Promise<number>,
+  mm: Mm, cur: Current, request: number, arg: object, call: (addr: bigint) => Promise<number>,
 ): Promise<number> {
-  return E.ENOTTY;
+  let bytes: Uint8Array;
+  let layout: AnyLayout | undefined;
+  if (isTypedArray(arg)) {
+    bytes = new Uint8Array(arg.byteLength);
+    bytes.set(new Uint8Array(arg.buffer, arg.byteOffset, arg.byteLength));
+  } else {
+    layout = ioctlLayout(request, arg);
+    if (layout === undefined) return E.ENOTTY;
+    const obj = arg as LooseStruct;
+    const enc = encode(layout, obj);
+    bytes = encode(layout, obj, scratchLength(layout, obj, enc.length));
+  }
+  const s = Scratch.alloc(mm, cur, bytes.length);
+  if (typeof s === 'number') return s;
+  try {
+    if (mm.copyToUser(s.addr, bytes) < 0) return E.EFAULT;
+    const r = await call(BigInt(s.addr));
+    // A scratch area that user code unmapped meanwhile has nothing to give back.
+    if (mm.copyFromUser(s.addr, bytes) === 0) {
+      if (layout !== undefined) decode(layout, bytes, arg);
+      else if (isTypedArray(arg)) new Uint8Array(arg.buffer, arg.byteOffset, arg.byteLength).set(bytes);
+    }
+    return r;
+  } finally {
+    s.free();
+  }
 }
