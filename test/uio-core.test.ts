@@ -1,4 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { fcOptions } from './fc.ts';
+import { SysError } from '../kernel-shim/errno.ts';
 import { createMachine, type Machine } from '../machine/index.ts';
 import { bootKernel, type Kernel } from '../kernel-shim/kernel.ts';
 import type { Device } from '../kernel-shim/base/device.ts';
@@ -473,5 +476,77 @@ describe('UIO core: unregister while open', () => {
     // release was not called: the device was gone when the last reference dropped.
     expect(calls.release).toBe(0);
     expect(calls.open).toBe(1);
+  });
+});
+
+describe('UIO core: random syscall sequences', () => {
+  type Op =
+    | { k: 'read'; fd: number; len: number; bad: boolean }
+    | { k: 'write'; fd: number; len: number; v: number; bad: boolean }
+    | { k: 'poll'; fd: number }
+    | { k: 'mmap'; fd: number; pages: number; map: number; write: boolean }
+    | { k: 'munmap'; i: number }
+    | { k: 'irq' }
+    | { k: 'open' }
+    | { k: 'close'; fd: number }
+    | { k: 'unregister' };
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    fc.record({ k: fc.constant('read' as const), fd: fc.nat(3), len: fc.constantFrom(0, 3, 4, 5, 8), bad: fc.boolean() }),
+    fc.record({ k: fc.constant('write' as const), fd: fc.nat(3), len: fc.constantFrom(0, 4, 8), v: fc.integer(), bad: fc.boolean() }),
+    fc.record({ k: fc.constant('poll' as const), fd: fc.nat(3) }),
+    fc.record({ k: fc.constant('mmap' as const), fd: fc.nat(3), pages: fc.integer({ min: 1, max: 3 }), map: fc.nat(6), write: fc.boolean() }),
+    fc.record({ k: fc.constant('munmap' as const), i: fc.nat(4) }),
+    fc.constant({ k: 'irq' as const }),
+    fc.constant({ k: 'open' as const }),
+    fc.record({ k: fc.constant('close' as const), fd: fc.nat(3) }),
+    fc.constant({ k: 'unregister' as const }),
+  );
+
+  it('never throws anything but SysError and leaks no pages, fds or mappings', async () => {
+    await fc.assert(fc.asyncProperty(fc.array(op, { maxLength: 30 }), async (ops) => {
+      const b = boot();
+      const pages = allocKernelPages(b.kernel, PAGE_SIZE) as KernelPages;
+      b.info.mem?.push({ addr: 0xffff_c900_0000_0000n, size: PAGE_SIZE, memtype: UIO_MEM.VIRTUAL, pages });
+      // Re-register so that the added map is visible (the info is read at registration for sysfs).
+      uioUnregisterDevice(b.info);
+      expect(uioRegisterDevice(b.kernel, b.parent, b.info)).toBeInstanceOf(UioDevice);
+      let other: unknown;
+      const [status] = await b.run(async (sys) => {
+        const fds: number[] = [await sys.open('/dev/uio0', O.RDWR | O.NONBLOCK)];
+        const maps: { addr: bigint; length: number }[] = [];
+        for (const o of ops) {
+          const fd = fds[('fd' in o ? o.fd : 0) % Math.max(1, fds.length)] ?? 99;
+          try {
+            if (o.k === 'read') await sys.read(fd, o.bad ? { addr: 0x10, length: o.len } : new Uint8Array(o.len));
+            else if (o.k === 'write') await sys.write(fd, o.bad ? { addr: 0x10, length: o.len } : s32(o.v), o.len);
+            else if (o.k === 'poll') await sys.poll([{ fd, events: POLL.IN }], 0);
+            else if (o.k === 'mmap') {
+              const m = await sys.mmap(null, o.pages * PAGE_SIZE, PROT.READ | (o.write ? PROT.WRITE : 0), MAP.SHARED, fd, o.map * PAGE_SIZE);
+              maps.push(m);
+              m.read32(0);
+            } else if (o.k === 'munmap') {
+              const m = maps.splice(o.i % Math.max(1, maps.length), 1)[0];
+              if (m !== undefined) await sys.munmap(m.addr, m.length);
+            } else if (o.k === 'irq') b.machine.mmio.write32(b.bar0.base + 0x60, 1);
+            else if (o.k === 'open') fds.push(await sys.open('/dev/uio0', O.RDWR | O.NONBLOCK));
+            else if (o.k === 'close') {
+              fds.splice(fds.indexOf(fd), 1);
+              await sys.close(fd);
+            } else uioUnregisterDevice(b.info);
+          } catch (e) {
+            if (!(e instanceof SysError)) other = e;
+          }
+        }
+        for (const m of maps) await sys.munmap(m.addr, m.length);
+        for (const fd of fds) await sys.close(fd).catch(() => undefined);
+        return 0;
+      });
+      expect(other).toBeUndefined();
+      expect(status).toBe(0);
+      expect(b.calls.open).toBeGreaterThanOrEqual(b.calls.release);
+      uioUnregisterDevice(b.info);
+      freeKernelPages(b.kernel, pages);
+      expect(b.kernel.userPages.live).toBe(0);
+    }), fcOptions(40));
   });
 });
