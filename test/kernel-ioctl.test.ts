@@ -9,6 +9,8 @@ import { _IO, _IOC, _IOC_DIR, _IOC_NR, _IOC_SIZE, _IOC_TYPE, _IOR, _IOW, _IOWR, 
 import { struct, offsetof, offsetofend, sizeof, type AnyLayout, type Field } from '../kernel-shim/uapi/layout.ts';
 import { decode, encode, encodedLength } from '../kernel-shim/uapi/codec.ts';
 import { ioctlLayout, withLayout } from '../kernel-shim/uapi/registry.ts';
+import { buildCapChain, infoCaps, walkCapChain } from '../kernel-shim/uapi/capchain.ts';
+import { SysError } from '../kernel-shim/errno.ts';
 import * as vfio from '../kernel-shim/uapi/vfio.ts';
 import * as iommufd from '../kernel-shim/uapi/iommufd.ts';
 import * as dmabuf from '../kernel-shim/uapi/dma-buf.ts';
@@ -478,5 +480,107 @@ describe('/dev/dmasim-test pinning', () => {
     });
     expect(kernel.userPages.pinned).toBe(0);
     expect(mmRef?.lockedVm).toBe(0);
+  });
+});
+
+/** Every layout the uAPI tables export. */
+function allLayouts(): AnyLayout[] {
+  return [
+    ...Object.values(vfio), ...Object.values(iommufd), ...Object.values(dmabuf), uio_dmabuf_args,
+    dmasim_test_info, dmasim_test_cap, dmasim_test_sized, dmasim_test_pin,
+  ].filter((l): l is AnyLayout => typeof l === 'object' && l !== null && 'byName' in l);
+}
+
+/** Which bytes of `l`'s fixed part some field covers (padding is not). */
+function coverage(l: AnyLayout): Uint8Array {
+  const m = new Uint8Array(l.size);
+  for (const f of l.fields) m.fill(1, f.offset, f.offset + f.size);
+  return m;
+}
+
+describe('codec on arbitrary input', () => {
+  it('property: encode(decode(bytes)) gives back every byte a field covers (fixed seed)', () => {
+    for (const l of allLayouts()) {
+      const cov = coverage(l);
+      fc.assert(fc.property(fc.uint8Array({ minLength: l.size, maxLength: l.size + 24 }), (bytes) => {
+        const v = decode(l, bytes);
+        const again = encode(l, v as Record<string, unknown>, bytes.length);
+        for (let i = 0; i < l.size; i++) expect(again[i]).toBe(cov[i] === 1 ? bytes[i] : 0);
+        if (l.flex !== undefined) {
+          const tailEnd = l.flex.offset + Math.floor((bytes.length - l.flex.offset) / l.flex.elemSize) * l.flex.elemSize;
+          expect(again.subarray(l.flex.offset, tailEnd)).toEqual(bytes.subarray(l.flex.offset, tailEnd));
+        }
+      }), { seed: 0x5eed, numRuns: 20 });
+    }
+  });
+
+  it('property: encoding any junk object never throws', () => {
+    const layouts = allLayouts();
+    fc.assert(fc.property(fc.integer({ min: 0, max: layouts.length - 1 }), fc.dictionary(fc.string(), fc.anything()), (i, junk) => {
+      const l = layouts[i] as AnyLayout;
+      const names = [...l.byName.keys(), ...(l.flex === undefined ? [] : [l.flex.name])];
+      const obj: Record<string, unknown> = { ...junk };
+      for (const [k, n] of names.entries()) obj[n] = Object.values(junk)[k];
+      const b = encode(l, obj);
+      decode(l, b, obj);
+    }), { seed: 0xbad, numRuns: 200 });
+  });
+});
+
+describe('capability chains', () => {
+  it('builds 8-byte-aligned chains with next from the buffer start, and walks them back', () => {
+    const base = vfio.vfio_iommu_type1_info.size;
+    const chain = buildCapChain(base, [
+      { layout: vfio.vfio_iommu_type1_info_dma_avail, value: { header: { id: 3, version: 1 }, avail: 65535 } },
+      { layout: vfio.vfio_iommu_type1_info_cap_iova_range, value: { header: { id: 1, version: 1 }, nr_iovas: 1, iova_ranges: [{ start: 0n, end: 0xfedfffffn }] } },
+    ]);
+    expect(chain.length).toBe(16 + 32);
+    const buf = new Uint8Array(base + chain.length);
+    buf.set(chain, base);
+    expect(walkCapChain(buf, base)).toEqual([{ id: 3, version: 1, offset: 24 }, { id: 1, version: 1, offset: 40 }]);
+    const caps = infoCaps(vfio.vfio_iommu_type1_info, { cap_offset: base, caps: chain }, {
+      1: vfio.vfio_iommu_type1_info_cap_iova_range, 3: vfio.vfio_iommu_type1_info_dma_avail,
+    });
+    expect(caps[0]?.value).toMatchObject({ avail: 65535 });
+    expect(caps[1]?.value).toMatchObject({ nr_iovas: 1, iova_ranges: [{ start: 0n, end: 0xfedfffffn }] });
+    // A loop ends the walk.
+    const loop = new Uint8Array(16);
+    new DataView(loop.buffer).setUint32(4, 8, true);
+    expect(walkCapChain(loop, 8).length).toBe(1);
+    expect(infoCaps(vfio.vfio_region_info, { cap_offset: 0 })).toEqual([]);
+  });
+});
+
+describe('random ioctls on /dev/dmasim-test', () => {
+  it('property: any sequence throws only SysError and leaves nothing pinned or mapped (fixed seed)', async () => {
+    const reqs = [...Object.values(DMASIM_TEST), _IO(0xd5, 77), vfio.VFIO.DEVICE_GET_INFO];
+    const arbArg = fc.oneof(
+      fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+      fc.integer({ min: -5, max: 1 << 20 }),
+      fc.record({
+        argsz: fc.integer({ min: 0, max: 80 }), size: fc.integer({ min: 0, max: 80 }), flags: fc.integer({ min: 0, max: 7 }),
+        index: fc.integer({ min: 0, max: 6 }), count: fc.integer({ min: 0, max: 6 }),
+        vaddr: fc.constantFrom(0n, 1n << 46n, 0x7f00_0000_0000n - 0x10000n), length: fc.constantFrom(0n, 4096n, 8192n, 1n << 40n),
+        data: fc.uint32Array({ maxLength: 6 }),
+      }, { requiredKeys: [] }),
+    );
+    await fc.assert(fc.asyncProperty(fc.array(fc.tuple(fc.constantFrom(...reqs), arbArg), { maxLength: 25 }), async (calls) => {
+      let vmas = -1;
+      const { kernel } = await run(async (sys, kernel) => {
+        const fd = await sys.open('/dev/dmasim-test', O.RDWR);
+        await sys.mmap(0x7f00_0000_0000 - 0x10000, 0x10000, RW, ANON | MAP.FIXED);
+        const mm = kernel.task(sys.pid)?.mm;
+        vmas = mm?.vmas.length ?? -1;
+        for (const [req, arg] of calls) {
+          try {
+            await sys.ioctl(fd, req, arg);
+          } catch (e) {
+            expect(e).toBeInstanceOf(SysError);
+          }
+        }
+        expect(mm?.vmas.length).toBe(vmas);
+      }, { uid: 1000, rlimits: { memlock: 8 * PAGE } });
+      expect(kernel.userPages.pinned).toBe(0);
+    }), { seed: 0xd5, numRuns: 25 });
   });
 });

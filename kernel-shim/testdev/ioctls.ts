@@ -1,7 +1,8 @@
 import { E } from '../errno.ts';
 import type { Current } from '../task/current.ts';
+import { buildCapChain } from '../uapi/capchain.ts';
 import {
-  copyArgszFromUser, copyArrayFromUser, copyBytesToUser, copyStructFromUser, copyStructToUser, encode,
+  copyArgszFromUser, copyArrayFromUser, copyBytesToUser, copyStructFromUser, copyStructToUser,
 } from '../uapi/codec.ts';
 import {
   DMASIM_TEST_CAP_SEQ, DMASIM_TEST_EXTRA, DMASIM_TEST_INFO_FLAG, DMASIM_TEST_MAX_CAPS, DMASIM_TEST_SIZED_FLAG,
@@ -26,15 +27,12 @@ export function getInfo(cur: Current, arg: bigint): number {
   const base = dmasim_test_info.size;
   if (info.index > 0) {
     info.flags |= DMASIM_TEST_INFO_FLAG.CAPS;
-    const capSize = dmasim_test_cap.size;
-    const total = base + info.index * capSize;
+    const chain = buildCapChain(base, Array.from({ length: info.index }, (_, i) => ({
+      layout: dmasim_test_cap, value: { header: { id: DMASIM_TEST_CAP_SEQ, version: 1 }, seq: i },
+    })));
+    const total = base + chain.length;
     if (c.usize < total) info.argsz = total;
     else {
-      const chain = new Uint8Array(total - base);
-      for (let i = 0; i < info.index; i++) {
-        const next = i + 1 < info.index ? base + (i + 1) * capSize : 0;
-        chain.set(encode(dmasim_test_cap, { header: { id: DMASIM_TEST_CAP_SEQ, version: 1, next }, seq: i }), i * capSize);
-      }
       const r = copyBytesToUser(cur.mm, arg, base, chain);
       if (r < 0) return r;
       info.cap_offset = base;
