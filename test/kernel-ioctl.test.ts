@@ -6,7 +6,7 @@ import type { Sys } from '../kernel-shim/task/sys.ts';
 import type { SpawnOptions } from '../kernel-shim/task/task.ts';
 import { MAP, O, PROT } from '../kernel-shim/uapi/linux.ts';
 import { _IO, _IOC, _IOC_DIR, _IOC_NR, _IOC_SIZE, _IOC_TYPE, _IOR, _IOW, _IOWR, IOC_READ, IOC_WRITE } from '../kernel-shim/uapi/ioctl.ts';
-import { struct, offsetof, offsetofend, sizeof, type AnyLayout, type Field } from '../kernel-shim/uapi/layout.ts';
+import { struct, offsetof, offsetofend, sizeof, type AnyLayout, type Field, type ValueOf } from '../kernel-shim/uapi/layout.ts';
 import { decode, encode, encodedLength } from '../kernel-shim/uapi/codec.ts';
 import { ioctlLayout, withLayout } from '../kernel-shim/uapi/registry.ts';
 import { buildCapChain, infoCaps, walkCapChain } from '../kernel-shim/uapi/capchain.ts';
@@ -166,6 +166,18 @@ describe('codec', () => {
     expect(got.__reserved).toBe(keep);
     const list = { flags: 1, count: 1, list: [{ memfd: 3, __pad: 0, offset: 4096n, size: 8192n }] };
     expect(decode(dmabuf.udmabuf_create_list, encode(dmabuf.udmabuf_create_list, list))).toEqual(list);
+  });
+
+  it('gives decoded values C-shaped types (u64 as bigint, arrays as typed arrays)', () => {
+    const r: ValueOf<typeof vfio.vfio_region_info> = decode(vfio.vfio_region_info, new Uint8Array(32));
+    const size: bigint = r.size;
+    const idx: number = r.index;
+    const caps: Uint8Array | undefined = r.caps;
+    const hw = decode(iommufd.iommu_hw_info, new Uint8Array(40));
+    const res: Uint8Array = hw.__reserved;
+    // @ts-expect-error a u64 field is a bigint, not a number
+    const wrong: number = r.offset;
+    expect([size, idx, caps, res.length, wrong]).toEqual([0n, 0, undefined, 3, 0n]);
   });
 
   it('takes any typed array as the bytes of a u8 flexible array', () => {

@@ -1,7 +1,7 @@
 import { E } from '../errno.ts';
 import type { Mm } from '../mm/mm.ts';
 import type { Vma } from '../mm/vma.ts';
-import { decode, encode, type LooseStruct } from '../uapi/codec.ts';
+import { decode, encode, encodedLength, type LooseStruct } from '../uapi/codec.ts';
 import type { AnyLayout } from '../uapi/layout.ts';
 import { MAP, PAGE_SIZE, PROT } from '../uapi/linux.ts';
 import { ioctlLayout } from '../uapi/registry.ts';
@@ -26,18 +26,20 @@ export function scratchLength(layout: AnyLayout, arg: LooseStruct, encodedLen: n
 /**
  * A scratch buffer in the process: an anonymous private mapping of the pages the buffer needs plus one
  * `PROT_NONE` guard page, with the buffer ending exactly at the guard (so a read one byte past it is
- * `EFAULT`). Freed after the call; a mapping that user code replaced meanwhile (another thread's `munmap`
- * or `MAP_FIXED`) is left alone, and exit's teardown frees it otherwise.
+ * `EFAULT`). Freed after the call: every VMA still backed by its memory, so whatever user code put over
+ * part of it meanwhile (another thread's `munmap` or `MAP_FIXED`) is left alone. Exit's teardown frees it
+ * if the task dies during the call.
  */
 class Scratch {
   readonly addr: number;
   readonly #mm: Mm;
-  readonly #vmas: Vma[];
+  /** The anonymous memory behind the scratch VMAs: what identifies them (and any piece split off them). */
+  readonly #buffer: ArrayBuffer | undefined;
 
-  private constructor(mm: Mm, addr: number, vmas: Vma[]) {
+  private constructor(mm: Mm, addr: number, buffer: ArrayBuffer | undefined) {
     this.#mm = mm;
     this.addr = addr;
-    this.#vmas = vmas;
+    this.#buffer = buffer;
   }
 
   static alloc(mm: Mm, cur: Current, len: number): Scratch | number {
@@ -50,8 +52,8 @@ class Scratch {
     if (base < 0) return base;
     const guard = base + pages * PAGE_SIZE;
     const p = mm.protect(guard, PAGE_SIZE, PROT.NONE);
-    const vmas = [mm.find(base), mm.find(guard)].filter((v): v is Vma => v !== undefined);
-    const s = new Scratch(mm, guard - len, vmas);
+    const b = mm.find(base)?.backing;
+    const s = new Scratch(mm, guard - len, b?.kind === 'anon' ? b.buffer : undefined);
     if (p < 0) {
       s.free();
       return p;
@@ -60,9 +62,8 @@ class Scratch {
   }
 
   free(): void {
-    for (const v of this.#vmas) {
-      if (this.#mm.find(v.start) === v) this.#mm.unmap(v.start, v.end - v.start);
-    }
+    const mine = this.#mm.vmas.filter((v: Vma) => v.backing.kind === 'anon' && v.backing.buffer === this.#buffer);
+    for (const v of mine) this.#mm.unmap(v.start, v.end - v.start);
   }
 }
 
@@ -90,8 +91,7 @@ export async function marshalIoctl(
     layout = ioctlLayout(request, arg);
     if (layout === undefined) return E.ENOTTY;
     const obj = arg as LooseStruct;
-    const enc = encode(layout, obj);
-    bytes = encode(layout, obj, scratchLength(layout, obj, enc.length));
+    bytes = encode(layout, obj, scratchLength(layout, obj, encodedLength(layout, obj)));
   }
   const s = Scratch.alloc(mm, cur, bytes.length);
   if (typeof s === 'number') return s;

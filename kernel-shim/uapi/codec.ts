@@ -235,6 +235,19 @@ export interface CopiedStruct<T> {
  * The VFIO pattern (`vfio_pci_ioctl_get_info` and its kind): `copy_from_user(&info, arg, minsz)`, then
  * `argsz < minsz` gives `-EINVAL`. Fields past `minsz` are zero in the returned value, as in the kernel's
  * copy. Order of errors: `EFAULT` (the copy) before `EINVAL`. Flag checks are the driver's next step.
+ *
+ * @example
+ * // A driver's ioctl handler (FileOperations.ioctl gets the user address as a bigint):
+ * ioctl(file, cur, request, arg) {
+ *   if (request !== VFIO.DEVICE_GET_IRQ_INFO) return E.ENOTTY;
+ *   const c = copyArgszFromUser(cur.mm, arg, vfio_irq_info);
+ *   if (typeof c === 'number') return c;                 // -EFAULT or -EINVAL
+ *   const info = c.value;                                // typed: { argsz: number, flags: number, ... }
+ *   if (info.index >= VFIO_PCI_IRQ.NUM_IRQS) return E.EINVAL;
+ *   info.flags = VFIO_IRQ_INFO.EVENTFD;
+ *   info.count = 1;
+ *   return copyStructToUser(cur.mm, arg, vfio_irq_info, info, c.usize);
+ * }
  */
 export function copyArgszFromUser<T>(mm: UserCopy, arg: bigint | number, layout: StructLayout<T>): CopiedStruct<T> | number {
   const buf = new Uint8Array(layout.size);
