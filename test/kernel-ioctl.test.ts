@@ -343,6 +343,27 @@ describe('/dev/dmasim-test', () => {
     });
   });
 
+  it('char * arguments (strndup_user), Mapping arguments, frozen objects', async () => {
+    await run(async (sys) => {
+      const fd = await sys.open('/dev/dmasim-test', O.RDWR);
+      const name = new TextEncoder().encode('0000:00:03.0\0');
+      expect(await sys.ioctl(fd, DMASIM_TEST.STRLEN, name)).toBe(12);
+      expect(await sys.ioctl(fd, DMASIM_TEST.STRLEN, 'héllo' as unknown as object)).toBe(6);
+      await expectErrno('EINVAL', sys.ioctl(fd, DMASIM_TEST.STRLEN, new Uint8Array(PAGE).fill(0x41)));
+      await expectErrno('EFAULT', sys.ioctl(fd, DMASIM_TEST.STRLEN, new Uint8Array(8).fill(0x41)));
+      await expectErrno('EFAULT', sys.ioctl(fd, DMASIM_TEST.STRLEN, 0n));
+      const m = await sys.mmap(null, 2 * PAGE, RW, ANON);
+      sys.mem.writeBytes(m.addr + BigInt(PAGE - 3), new TextEncoder().encode('abcdef\0'));
+      expect(await sys.ioctl(fd, DMASIM_TEST.STRLEN, m.addr + BigInt(PAGE - 3))).toBe(6);
+      sys.mem.writeBytes(m.addr, encode(dmasim_test_info, { argsz: 24, index: 0 }));
+      expect(await sys.ioctl(fd, DMASIM_TEST.GET_INFO, m)).toBe(0);
+      expect(decode(dmasim_test_info, sys.mem.readBytes(m.addr, 24)).value).toBe(0xd5000000);
+      const frozen = Object.freeze({ argsz: 24, index: 1 });
+      expect(await sys.ioctl(fd, DMASIM_TEST.GET_INFO, frozen)).toBe(0);
+      expect(frozen.argsz).toBe(24);
+    });
+  });
+
   it('size struct: zero-extension, E2BIG for a nonzero tail, EINVAL below min, EOPNOTSUPP for flags/reserved', async () => {
     await run(async (sys) => {
       const fd = await sys.open('/dev/dmasim-test', O.RDWR);

@@ -1,4 +1,5 @@
 import { E } from '../errno.ts';
+import { Mapping } from '../mm/mapping.ts';
 import type { Mm } from '../mm/mm.ts';
 import type { Vma } from '../mm/vma.ts';
 import { decode, encode, encodedLength, type LooseStruct } from '../uapi/codec.ts';
@@ -71,20 +72,38 @@ function isTypedArray(v: object): v is ArrayBufferView {
   return ArrayBuffer.isView(v);
 }
 
+const utf8 = new TextEncoder();
+
+/** Decodes the write-back into `arg`; an object that refuses the assignment (frozen, getters) keeps its values. */
+function writeBack(layout: AnyLayout, bytes: Uint8Array, arg: object): void {
+  try {
+    decode(layout, bytes, arg);
+  } catch (e) {
+    if (!(e instanceof TypeError)) throw e;
+  }
+}
+
 /**
  * Marshals an object argument of `sys.ioctl` (DESIGN.md): encodes it into scratch memory of the process by
  * the request's uAPI layout (`ioctlLayout`; the object's own `argsz`/`size` sets the buffer size), calls the
  * handler with the address, and decodes the write-back into the same object (whatever the handler returned:
  * Linux handlers write back on some failures, e.g. `IOVA_RANGES` with `EMSGSIZE`). A typed array or
- * `DataView` is passed as a raw buffer (`int32 *`, `char *`) and refilled in place. A request with no known
- * layout cannot take any other object: `ENOTTY`.
+ * `DataView` is passed as a raw buffer (`int32 *`) and refilled in place; a string (from untyped callers) as
+ * a NUL-terminated `char *`; a {@link Mapping} by its address. A request with no known layout cannot take
+ * any other object: `ENOTTY`.
  */
 export async function marshalIoctl(
   mm: Mm, cur: Current, request: number, arg: object, call: (addr: bigint) => Promise<number>,
 ): Promise<number> {
   let bytes: Uint8Array;
   let layout: AnyLayout | undefined;
-  if (isTypedArray(arg)) {
+  const a: unknown = arg;
+  if (a instanceof Mapping) return call(a.addr);
+  if (typeof a === 'string') {
+    const s = utf8.encode(a);
+    bytes = new Uint8Array(s.length + 1);
+    bytes.set(s);
+  } else if (isTypedArray(arg)) {
     bytes = new Uint8Array(arg.byteLength);
     bytes.set(new Uint8Array(arg.buffer, arg.byteOffset, arg.byteLength));
   } else {
@@ -100,7 +119,7 @@ export async function marshalIoctl(
     const r = await call(BigInt(s.addr));
     // A scratch area that user code unmapped meanwhile has nothing to give back.
     if (mm.copyFromUser(s.addr, bytes) === 0) {
-      if (layout !== undefined) decode(layout, bytes, arg);
+      if (layout !== undefined) writeBack(layout, bytes, arg);
       else if (isTypedArray(arg)) new Uint8Array(arg.buffer, arg.byteOffset, arg.byteLength).set(bytes);
     }
     return r;

@@ -3,7 +3,7 @@ import type { File, FileOperations } from '../fs/file.ts';
 import { fileInode } from '../fs/inode.ts';
 import type { Kernel } from '../kernel.ts';
 import { DMASIM_TEST } from '../uapi/testdev.ts';
-import { getInfo, sized, value, xform } from './ioctls.ts';
+import { getInfo, sized, strlen, value, xform } from './ioctls.ts';
 import { PinSet } from './pin.ts';
 
 /** The device node. */
@@ -41,6 +41,7 @@ const ops: FileOperations = {
       case DMASIM_TEST.PIN: return st.pins.pin(cur, arg);
       case DMASIM_TEST.UNPIN: return st.pins.unpin(cur, arg);
       case DMASIM_TEST.XFORM: return xform(cur, arg);
+      case DMASIM_TEST.STRLEN: return strlen(cur, arg);
       default: return E.ENOTTY;
     }
   },

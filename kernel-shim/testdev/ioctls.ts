@@ -2,8 +2,9 @@ import { E } from '../errno.ts';
 import type { Current } from '../task/current.ts';
 import { buildCapChain } from '../uapi/capchain.ts';
 import {
-  copyArgszFromUser, copyArrayFromUser, copyBytesToUser, copyStructFromUser, copyStructToUser,
+  copyArgszFromUser, copyArrayFromUser, copyBytesToUser, copyStructFromUser, copyStructToUser, strndupUserBytes,
 } from '../uapi/codec.ts';
+import { PAGE_SIZE } from '../uapi/linux.ts';
 import {
   DMASIM_TEST_CAP_SEQ, DMASIM_TEST_EXTRA, DMASIM_TEST_INFO_FLAG, DMASIM_TEST_MAX_CAPS, DMASIM_TEST_SIZED_FLAG,
   DMASIM_TEST_XFORM_MAX, dmasim_test_cap, dmasim_test_info, dmasim_test_sized, dmasim_test_xform,
@@ -90,4 +91,10 @@ export function xform(cur: Current, arg: bigint): number {
   const r = copyBytesToUser(cur.mm, arg, flex.offset, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
   if (r < 0) return r;
   return copyStructToUser(cur.mm, arg, dmasim_test_xform, v, c.usize);
+}
+
+/** `DMASIM_TEST_STRLEN`: `strndup_user(arg, PAGE_SIZE)` (`EFAULT`, `EINVAL` without a NUL), then the byte length. */
+export function strlen(cur: Current, arg: bigint): number {
+  const s = strndupUserBytes(cur.mm, arg, PAGE_SIZE);
+  return typeof s === 'number' ? s : s.length;
 }

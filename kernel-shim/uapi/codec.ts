@@ -324,3 +324,37 @@ export function copyArrayFromUser<T extends ScalarType | AnyLayout>(
 export function copyBytesToUser(mm: UserCopy, arg: bigint | number, offset: number, bytes: Uint8Array): number {
   return mm.copyToUser(at(userAddr(arg), offset), bytes);
 }
+
+const utf8 = new TextDecoder('utf-8', { fatal: false });
+
+/**
+ * Linux `strndup_user(arg, n)`: the NUL-terminated string at `arg`, at most `n` bytes including the NUL.
+ * `-EFAULT` if a byte before the NUL is unreadable; `-EINVAL` if there is no NUL within `n` bytes (as
+ * `GROUP_GET_DEVICE_FD` with `PAGE_SIZE` and `DMA_BUF_SET_NAME` with 32 see it). The bytes are decoded as
+ * UTF-8, invalid sequences replaced.
+ */
+export function strndupUser(mm: UserCopy, arg: bigint | number, n: number): string | number {
+  const b = strndupUserBytes(mm, arg, n);
+  return typeof b === 'number' ? b : utf8.decode(b);
+}
+
+/** {@link strndupUser} without the UTF-8 decoding: the bytes before the NUL. */
+export function strndupUserBytes(mm: UserCopy, arg: bigint | number, n: number): Uint8Array | number {
+  const addr = userAddr(arg);
+  if (addr < 0) return E.EFAULT;
+  const out: number[] = [];
+  let a = addr;
+  while (out.length < n) {
+    const chunk = new Uint8Array(Math.min(n - out.length, 4096 - (a % 4096)));
+    const r = mm.copyFromUser(a, chunk);
+    if (r < 0) return r;
+    const z = chunk.indexOf(0);
+    if (z >= 0) {
+      for (let i = 0; i < z; i++) out.push(chunk[i] as number);
+      return new Uint8Array(out);
+    }
+    for (const b of chunk) out.push(b);
+    a += chunk.length;
+  }
+  return E.EINVAL;
+}

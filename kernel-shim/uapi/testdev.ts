@@ -11,6 +11,7 @@ import { vfio_info_cap_header } from './vfio.ts';
  * - `VALUE`: argument by value; returns the number of set bits of the 64-bit argument.
  * - `PIN` / `UNPIN`: pin user pages with `RLIMIT_MEMLOCK` accounting, as type1 `MAP_DMA` does.
  * - `XFORM`: an `argsz` struct with a flexible `u32` array, read and written back.
+ * - `STRLEN`: a `char *` argument read with `strndup_user(arg, PAGE_SIZE)`; returns its length in bytes.
  */
 
 /** The type byte. */
@@ -69,6 +70,7 @@ export const DMASIM_TEST = {
   PIN: _IOW(DMASIM_TEST_TYPE, 3, dmasim_test_pin.size),
   UNPIN: _IOWR(DMASIM_TEST_TYPE, 4, dmasim_test_pin.size),
   XFORM: _IOWR(DMASIM_TEST_TYPE, 5, dmasim_test_xform.size),
+  STRLEN: _IO(DMASIM_TEST_TYPE, 6),
 } as const;
 
 /** The test device's ioctls, for the ioctl registry. */
@@ -79,4 +81,5 @@ export const DMASIM_TEST_IOCTLS: readonly IoctlDef[] = [
   { name: 'DMASIM_TEST_PIN', request: DMASIM_TEST.PIN, arg: 'struct', layout: dmasim_test_pin },
   { name: 'DMASIM_TEST_UNPIN', request: DMASIM_TEST.UNPIN, arg: 'struct', layout: dmasim_test_pin },
   { name: 'DMASIM_TEST_XFORM', request: DMASIM_TEST.XFORM, arg: 'struct', layout: dmasim_test_xform },
+  { name: 'DMASIM_TEST_STRLEN', request: DMASIM_TEST.STRLEN, arg: 'pointer' },
 ];
