@@ -17,7 +17,7 @@ import * as dmabuf from '../kernel-shim/uapi/dma-buf.ts';
 import { UIO_IOC, uio_dmabuf_args } from '../kernel-shim/uapi/uio.ts';
 import {
   DMASIM_TEST, DMASIM_TEST_EXTRA, DMASIM_TEST_INFO_FLAG, DMASIM_TEST_PIN_FLAG, DMASIM_TEST_SIZED_FLAG,
-  dmasim_test_cap, dmasim_test_info, dmasim_test_pin, dmasim_test_sized,
+  dmasim_test_cap, dmasim_test_info, dmasim_test_pin, dmasim_test_sized, dmasim_test_sleep,
 } from '../kernel-shim/uapi/testdev.ts';
 
 const PAGE = 4096;
@@ -429,6 +429,57 @@ describe('/dev/dmasim-test', () => {
       }
       expect(mm?.vmas.length).toBe(before);
     });
+  });
+});
+
+describe('blocking ioctls with object arguments', () => {
+  it('another thread maps around the scratch while a call sleeps; everything is unmapped after', async () => {
+    await run(async (sys, kernel) => {
+      const mm = kernel.task(sys.pid)?.mm;
+      const fd = await sys.open('/dev/dmasim-test', O.RDWR);
+      const before = mm?.vmas.length ?? -1;
+      let during = -1;
+      const t = sys.thread(async (s2) => {
+        await s2.nanosleep(100);
+        during = mm?.vmas.length ?? -1;
+        const m = await s2.mmap(null, PAGE, RW, ANON);
+        await s2.munmap(m.addr, PAGE);
+      });
+      const arg = { argsz: 16, flags: 0, ns: 10_000n };
+      const t0 = await sys.clock_gettime();
+      expect(await sys.ioctl(fd, DMASIM_TEST.SLEEP, arg)).toBe(0);
+      expect(await sys.clock_gettime() - t0).toBeGreaterThanOrEqual(10_000);
+      expect(arg.ns).toBe(0n);
+      await t.done;
+      expect(during).toBe(before + 2); // the scratch pages and their guard
+      expect(mm?.vmas.length).toBe(before);
+      await expectErrno('EINVAL', sys.ioctl(fd, DMASIM_TEST.SLEEP, { argsz: 16, ns: 2n * 10n ** 9n }));
+      expect(dmasim_test_sleep.size).toBe(16);
+    });
+  });
+
+  it('a kill during the call frees the scratch, the pins and the fds', async () => {
+    const machine = createMachine({ memory: { size: 64 << 20 } });
+    const kernel = bootKernel(machine, { testDevice: true });
+    let mmRef: { vmas: unknown[]; lockedVm: number } | undefined;
+    const victim = kernel.spawn({ comm: 'victim' }, async (sys) => {
+      mmRef = kernel.task(sys.pid)?.mm;
+      const fd = await sys.open('/dev/dmasim-test', O.RDWR);
+      const m = await sys.mmap(null, 2 * PAGE, RW, ANON);
+      await sys.ioctl(fd, DMASIM_TEST.PIN, { argsz: 24, flags: 1, vaddr: m.addr, length: BigInt(2 * PAGE) });
+      await sys.ioctl(fd, DMASIM_TEST.SLEEP, { argsz: 16, ns: 10n ** 8n });
+      return 0;
+    });
+    kernel.spawn({ comm: 'killer' }, async (sys) => {
+      await sys.nanosleep(50_000);
+      expect(kernel.userPages.pinned).toBe(2);
+      await sys.kill(victim.pid, 9);
+    });
+    await machine.sim.run();
+    expect(await victim.exited).toBe(137);
+    expect(kernel.userPages.pinned).toBe(0);
+    expect(mmRef?.vmas.length).toBe(0);
+    expect(mmRef?.lockedVm).toBe(0);
   });
 });
 

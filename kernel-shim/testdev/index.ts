@@ -3,7 +3,8 @@ import type { File, FileOperations } from '../fs/file.ts';
 import { fileInode } from '../fs/inode.ts';
 import type { Kernel } from '../kernel.ts';
 import { DMASIM_TEST } from '../uapi/testdev.ts';
-import { getInfo, sized, strlen, value, xform } from './ioctls.ts';
+import { getInfo, sized, sleep, strlen, value, xform } from './ioctls.ts';
+import { WaitHead } from '../wait.ts';
 import { PinSet } from './pin.ts';
 
 /** The device node. */
@@ -14,6 +15,8 @@ export const TEST_DEVICE_RDEV = { major: 10, minor: 250 } as const;
 /** The driver state of one open file. */
 export interface TestDevFile {
   readonly pins: PinSet;
+  /** Where `SLEEP` waits. */
+  readonly sleepers: WaitHead;
 }
 
 /** The test device's state for `file` (opened on `/dev/dmasim-test`), for tests that look inside. */
@@ -24,7 +27,7 @@ export function testDevFile(file: File): TestDevFile | undefined {
 
 const ops: FileOperations = {
   open(file) {
-    const state: TestDevFile = { pins: new PinSet() };
+    const state: TestDevFile = { pins: new PinSet(), sleepers: new WaitHead('dmasim-test') };
     file.private = state;
     return 0;
   },
@@ -42,6 +45,7 @@ const ops: FileOperations = {
       case DMASIM_TEST.UNPIN: return st.pins.unpin(cur, arg);
       case DMASIM_TEST.XFORM: return xform(cur, arg);
       case DMASIM_TEST.STRLEN: return strlen(cur, arg);
+      case DMASIM_TEST.SLEEP: return sleep(cur, arg, st.sleepers);
       default: return E.ENOTTY;
     }
   },

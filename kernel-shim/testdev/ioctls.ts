@@ -7,8 +7,10 @@ import {
 import { PAGE_SIZE } from '../uapi/linux.ts';
 import {
   DMASIM_TEST_CAP_SEQ, DMASIM_TEST_EXTRA, DMASIM_TEST_INFO_FLAG, DMASIM_TEST_MAX_CAPS, DMASIM_TEST_SIZED_FLAG,
-  DMASIM_TEST_XFORM_MAX, dmasim_test_cap, dmasim_test_info, dmasim_test_sized, dmasim_test_xform,
+  DMASIM_TEST_SLEEP_MAX, DMASIM_TEST_XFORM_MAX, dmasim_test_cap, dmasim_test_info, dmasim_test_sized,
+  dmasim_test_sleep, dmasim_test_xform,
 } from '../uapi/testdev.ts';
+import type { WaitHead } from '../wait.ts';
 
 const U64 = (1n << 64n) - 1n;
 
@@ -97,4 +99,20 @@ export function xform(cur: Current, arg: bigint): number {
 export function strlen(cur: Current, arg: bigint): number {
   const s = strndupUserBytes(cur.mm, arg, PAGE_SIZE);
   return typeof s === 'number' ? s : s.length;
+}
+
+/**
+ * `DMASIM_TEST_SLEEP`: copy `minsz` (`EFAULT`, `EINVAL`), flags or `ns` over 1 s (`EINVAL`), then an
+ * interruptible sleep on `head` (`EINTR` if the task is killed), then `ns = 0` written back (`EFAULT` if the
+ * memory went away meanwhile).
+ */
+export async function sleep(cur: Current, arg: bigint, head: WaitHead): Promise<number> {
+  const c = copyArgszFromUser(cur.mm, arg, dmasim_test_sleep);
+  if (typeof c === 'number') return c;
+  const v = c.value;
+  if (v.flags !== 0 || v.ns > DMASIM_TEST_SLEEP_MAX) return E.EINVAL;
+  const r = await cur.waitEvent(head, () => false, 'ioctl(DMASIM_TEST_SLEEP) on /dev/dmasim-test', Number(v.ns));
+  if (r !== E.ETIMEDOUT) return r;
+  v.ns = 0n;
+  return copyStructToUser(cur.mm, arg, dmasim_test_sleep, v, c.usize);
 }

@@ -12,6 +12,8 @@ import { vfio_info_cap_header } from './vfio.ts';
  * - `PIN` / `UNPIN`: pin user pages with `RLIMIT_MEMLOCK` accounting, as type1 `MAP_DMA` does.
  * - `XFORM`: an `argsz` struct with a flexible `u32` array, read and written back.
  * - `STRLEN`: a `char *` argument read with `strndup_user(arg, PAGE_SIZE)`; returns its length in bytes.
+ * - `SLEEP`: an `argsz` struct read, then a sleep of `ns` virtual nanoseconds (interruptible), then the
+ *   write-back: a blocking ioctl, for marshalling across other threads' calls and a kill mid-call.
  */
 
 /** The type byte. */
@@ -62,6 +64,12 @@ export const dmasim_test_xform = struct('dmasim_test_xform', [
 /** Most elements `XFORM` takes. */
 export const DMASIM_TEST_XFORM_MAX = 1024;
 
+/** `struct dmasim_test_sleep`: `ns` to sleep (at most {@link DMASIM_TEST_SLEEP_MAX}); written back as 0. */
+export const dmasim_test_sleep = struct('dmasim_test_sleep', [['argsz', 'u32'], ['flags', 'u32'], ['ns', 'u64']], { expectSize: 16 });
+
+/** Longest `SLEEP` (1 s of virtual time). */
+export const DMASIM_TEST_SLEEP_MAX = 1_000_000_000n;
+
 /** Request numbers. */
 export const DMASIM_TEST = {
   GET_INFO: _IO(DMASIM_TEST_TYPE, 0),
@@ -71,6 +79,7 @@ export const DMASIM_TEST = {
   UNPIN: _IOWR(DMASIM_TEST_TYPE, 4, dmasim_test_pin.size),
   XFORM: _IOWR(DMASIM_TEST_TYPE, 5, dmasim_test_xform.size),
   STRLEN: _IO(DMASIM_TEST_TYPE, 6),
+  SLEEP: _IOWR(DMASIM_TEST_TYPE, 7, dmasim_test_sleep.size),
 } as const;
 
 /** The test device's ioctls, for the ioctl registry. */
@@ -82,4 +91,5 @@ export const DMASIM_TEST_IOCTLS: readonly IoctlDef[] = [
   { name: 'DMASIM_TEST_UNPIN', request: DMASIM_TEST.UNPIN, arg: 'struct', layout: dmasim_test_pin },
   { name: 'DMASIM_TEST_XFORM', request: DMASIM_TEST.XFORM, arg: 'struct', layout: dmasim_test_xform },
   { name: 'DMASIM_TEST_STRLEN', request: DMASIM_TEST.STRLEN, arg: 'pointer' },
+  { name: 'DMASIM_TEST_SLEEP', request: DMASIM_TEST.SLEEP, arg: 'struct', layout: dmasim_test_sleep },
 ];
