@@ -270,6 +270,8 @@ describe('/dev/dmasim-test', () => {
       expect(await sys.ioctl(fd, DMASIM_TEST.VALUE, 2n ** 64n)).toBe(0);
       await expectErrno('ENOTTY', sys.ioctl(fd, _IO(0xd5, 99), 0));
       await expectErrno('ENOTTY', sys.ioctl(fd, _IOW(0xd5, 3, 16), 0)); // PIN's nr with the wrong size
+      expect([DMASIM_TEST.GET_INFO, DMASIM_TEST.PIN, DMASIM_TEST.UNPIN, DMASIM_TEST.XFORM, DMASIM_TEST.SLEEP])
+        .toEqual([0xd500, 0x4018d503, 0xc018d504, 0xc010d505, 0xc010d507]);
     });
   });
 
@@ -379,7 +381,11 @@ describe('/dev/dmasim-test', () => {
       expect(bigger).toMatchObject({ out_value: (2n << 32n) | 2n, out_extra: DMASIM_TEST_EXTRA });
       await expectErrno('EINVAL', sys.ioctl(fd, DMASIM_TEST.SIZED, { size: 23 }));
       await expectErrno('EINVAL', sys.ioctl(fd, DMASIM_TEST.SIZED, { size: 0 }));
-      await expectErrno('EOPNOTSUPP', sys.ioctl(fd, DMASIM_TEST.SIZED, { size: 32, flags: 2 }));
+      await expectErrno('EOPNOTSUPP', sys.ioctl(fd, DMASIM_TEST.SIZED, { size: 32, flags: 4 }));
+      // A failing call's write-back still reaches the object (IOAS_IOVA_RANGES with EMSGSIZE).
+      const failing = { size: 32, flags: DMASIM_TEST_SIZED_FLAG.EMSGSIZE, in_value: 1, out_value: 0n };
+      await expectErrno('EMSGSIZE', sys.ioctl(fd, DMASIM_TEST.SIZED, failing));
+      expect(failing.out_value).toBe((1n << 32n) | 1n);
       await expectErrno('EOPNOTSUPP', sys.ioctl(fd, DMASIM_TEST.SIZED, { size: 32, __reserved: 1 }));
       await expectErrno('EFAULT', sys.ioctl(fd, DMASIM_TEST.SIZED, 0n));
       await expectErrno('EFAULT', sys.ioctl(fd, DMASIM_TEST.SIZED, { size: 0xffffffff }));

@@ -48,18 +48,19 @@ export function getInfo(cur: Current, arg: bigint): number {
  * `DMASIM_TEST_SIZED`, as an iommufd command: `copy_struct_from_user` (`EFAULT`, `EINVAL` below the min
  * size, `E2BIG` for a nonzero tail past the kernel's struct), then unknown flags or a nonzero `__reserved`
  * (`EOPNOTSUPP`). `out_value = in_value << 32 | in_value` (inverted with INVERT); `out_extra` is a fixed
- * pattern. The response is `min(size, sizeof)` bytes.
+ * pattern. The response is `min(size, sizeof)` bytes; with EMSGSIZE the call then fails.
  */
 export function sized(cur: Current, arg: bigint): number {
   const c = copyStructFromUser(cur.mm, arg, dmasim_test_sized);
   if (typeof c === 'number') return c;
   const v = c.value;
-  if ((v.flags & ~DMASIM_TEST_SIZED_FLAG.INVERT) !== 0 || v.__reserved !== 0) return E.EOPNOTSUPP;
+  if ((v.flags & ~(DMASIM_TEST_SIZED_FLAG.INVERT | DMASIM_TEST_SIZED_FLAG.EMSGSIZE)) !== 0 || v.__reserved !== 0) return E.EOPNOTSUPP;
   const x = BigInt(v.in_value);
   const out = (x << 32n) | x;
   v.out_value = (v.flags & DMASIM_TEST_SIZED_FLAG.INVERT) !== 0 ? ~out & U64 : out;
   v.out_extra = DMASIM_TEST_EXTRA;
-  return copyStructToUser(cur.mm, arg, dmasim_test_sized, v, c.usize);
+  const r = copyStructToUser(cur.mm, arg, dmasim_test_sized, v, c.usize);
+  return r === 0 && (v.flags & DMASIM_TEST_SIZED_FLAG.EMSGSIZE) !== 0 ? E.EMSGSIZE : r;
 }
 
 /** `DMASIM_TEST_VALUE`: the argument by value; returns how many of its 64 bits are set. */

@@ -42,8 +42,11 @@ export const dmasim_test_sized = struct('dmasim_test_sized', [
   ['size', 'u32'], ['flags', 'u32'], ['in_value', 'u32'], ['__reserved', 'u32'], ['out_value', 'u64'], ['out_extra', 'u64'],
 ], { minEnd: 'out_value', expectSize: 32 });
 
-/** `dmasim_test_sized.flags`: INVERT gives `~out_value`. Other bits are `EOPNOTSUPP`. */
-export const DMASIM_TEST_SIZED_FLAG = { INVERT: 1 << 0 } as const;
+/**
+ * `dmasim_test_sized.flags`: INVERT gives `~out_value`; EMSGSIZE writes the response and then fails with
+ * `EMSGSIZE`, as `IOAS_IOVA_RANGES` does when its array is too small. Other bits are `EOPNOTSUPP`.
+ */
+export const DMASIM_TEST_SIZED_FLAG = { INVERT: 1 << 0, EMSGSIZE: 1 << 1 } as const;
 
 /** What `SIZED` puts in `out_extra` (when the caller's struct has it). */
 export const DMASIM_TEST_EXTRA = 0xd5d5_0000_0000_d5d5n;
