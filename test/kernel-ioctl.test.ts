@@ -413,6 +413,10 @@ describe('/dev/dmasim-test', () => {
       expect(x.data).toBe(data);
       expect([...data]).toEqual([2, 4, 0xfffffffe]);
       expect(x.sum).toBe(2);
+      // A typed array of another kind is raw memory: an Int32Array comes back through the same bytes.
+      const signed = new Int32Array([-1, 5]);
+      expect(await sys.ioctl(fd, DMASIM_TEST.XFORM, { argsz: 24, count: 2, data: signed })).toBe(0);
+      expect([...signed]).toEqual([-2, 10]);
       await expectErrno('EINVAL', sys.ioctl(fd, DMASIM_TEST.XFORM, { argsz: 24, count: 3, data: new Uint32Array(2) }));
       await expectErrno('EINVAL', sys.ioctl(fd, DMASIM_TEST.XFORM, { argsz: 16 + 4 * 2000, count: 2000 }));
       await expectErrno('EINVAL', sys.ioctl(fd, DMASIM_TEST.XFORM, { argsz: 12 }));

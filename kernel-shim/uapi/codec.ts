@@ -64,19 +64,29 @@ function isArrayLike(v: unknown): v is ArrayLike<unknown> {
 }
 
 /**
- * A byte array (`__u8 data[]`) takes any typed array as its raw bytes, so `vfio_irq_set.data` can be an
- * `Int32Array` of eventfds as in C.
+ * A typed array of another kind than the field's (an `Int32Array` of eventfds for `vfio_irq_set`'s
+ * `__u8 data[]`, a `Uint8Array` for a `__u32` array) stands for raw memory: its bytes, as a C cast would
+ * see them. Returns that byte view, or `undefined` when `v` is to be taken element by element.
  */
-function bytesOf(type: ScalarType | AnyLayout, v: unknown): unknown {
-  if (type === 'u8' && ArrayBuffer.isView(v) && !(v instanceof Uint8Array)) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-  return v;
+function rawBytes(type: ScalarType | AnyLayout, v: unknown): Uint8Array | undefined {
+  if (typeof type !== 'string' || !ArrayBuffer.isView(v) || v instanceof TYPED[type]) return undefined;
+  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
 }
 
-/** Encodes `count` elements of `type` from `v` (an array, typed array or, for bytes, any ArrayBufferView). */
+function elemSize(type: ScalarType | AnyLayout): number {
+  return typeof type === 'string' ? TYPED[type].BYTES_PER_ELEMENT : type.size;
+}
+
+/** Encodes `count` elements of `type` from `v` (an array, a typed array of the type, or raw bytes). */
 function putArray(dv: DataView, off: number, type: ScalarType | AnyLayout, count: number, v: unknown): void {
-  v = bytesOf(type, v);
+  const raw = rawBytes(type, v);
+  if (raw !== undefined) {
+    const n = Math.min(count * elemSize(type), raw.length);
+    for (let i = 0; i < n; i++) dv.setUint8(off + i, raw[i] as number);
+    return;
+  }
   if (!isArrayLike(v)) return;
-  const size = typeof type === 'string' ? TYPED[type].BYTES_PER_ELEMENT : type.size;
+  const size = elemSize(type);
   const n = Math.min(count, v.length);
   for (let i = 0; i < n; i++) putElem(dv, off + i * size, type, v[i]);
 }
@@ -98,7 +108,9 @@ function encodeAt(layout: AnyLayout, obj: LooseStruct, dv: DataView, base: numbe
 export function flexCount(layout: AnyLayout, obj: LooseStruct): number {
   const fx = layout.flex;
   if (fx === undefined) return 0;
-  const v = bytesOf(fx.type, obj[fx.name]);
+  const v = obj[fx.name];
+  const raw = rawBytes(fx.type, v);
+  if (raw !== undefined) return Math.floor(raw.length / fx.elemSize);
   return isArrayLike(v) ? v.length : 0;
 }
 
@@ -171,14 +183,16 @@ function decodeAt(layout: AnyLayout, dv: DataView, base: number, into: Record<st
 }
 
 function decodeFlex(fx: FlexField, dv: DataView, into: Record<string, unknown>): void {
-  const orig = into[fx.name];
-  const prev = bytesOf(fx.type, orig);
+  const prev = into[fx.name];
   const avail = Math.max(0, Math.floor((dv.byteLength - fx.offset) / fx.elemSize));
-  if (isArrayLike(prev)) {
+  const raw = rawBytes(fx.type, prev);
+  if (raw !== undefined) {
+    // Raw memory given by the caller gets the kernel's bytes back in place.
+    const n = Math.min(Math.floor(raw.length / fx.elemSize), avail) * fx.elemSize;
+    for (let i = 0; i < n; i++) raw[i] = dv.getUint8(fx.offset + i);
+  } else if (isArrayLike(prev)) {
     // The caller's array keeps its length: the kernel's write-back lands in the elements it passed.
-    const got = getArray(dv, fx.offset, fx.type, Math.min(prev.length, avail), prev.length <= avail ? prev : undefined);
-    // A typed array given as the bytes of a u8 array was refilled through its byte view: keep the caller's object.
-    into[fx.name] = got === prev && prev !== orig ? orig : got;
+    into[fx.name] = getArray(dv, fx.offset, fx.type, Math.min(prev.length, avail), prev.length <= avail ? prev : undefined);
   } else if (avail > 0) {
     into[fx.name] = getArray(dv, fx.offset, fx.type, avail, undefined);
   }
