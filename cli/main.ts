@@ -24,7 +24,7 @@ function asArgument<T>(parse: (text: string) => T): (text: string) => T {
   };
 }
 
-function program(io: CliIo): Command {
+function program(io: CliIo, setStatus: (status: number) => void): Command {
   const cmd = new Command('dmasim')
     .description('A full-system simulator of a PCI accelerator behind an IOMMU, in virtual time, deterministic from a seed.')
     .exitOverride()
@@ -33,13 +33,21 @@ function program(io: CliIo): Command {
 
   cmd
     .command('run')
-    .description('run a registered scenario')
-    .argument('<scenario>', 'scenario name')
+    .description('run a registered scenario, or your own driver module (./driver.ts exporting main(sys, machine)) as a root process')
+    .argument('<scenario>', 'scenario name, or a path to a driver module (./driver.ts); exits with its exit status')
     .option('--seed <n>', 'seed of the machine generator (overrides the machine configuration)', parseSeed)
     .option('--trace <file>', 'write a Chrome trace of the run (open it in https://ui.perfetto.dev)')
     .option('--machine <file>', 'machine configuration (JSON)')
-    .addHelpText('after', () => `\nScenarios:\n${scenarioList()}`)
-    .action(async (name: string, opts: RunCommandOptions) => runCommand(name, opts, io));
+    .addHelpText(
+      'after',
+      () =>
+        `\nScenarios:\n${scenarioList()}\n\nA driver module: export async function main(sys, machine) { ... } (a .ts file works);\n` +
+        `  dmasim run ./driver.ts --machine m.json boots the kernel on that machine, runs main as root, prints\n` +
+        `  its exit status, the virtual time and the dmesg tail, and exits with that status (1 on crash or deadlock).`,
+    )
+    .action(async (name: string, opts: RunCommandOptions) => {
+      setStatus(await runCommand(name, opts, io));
+    });
 
   cmd
     .command('bench')
@@ -65,17 +73,20 @@ function program(io: CliIo): Command {
 /**
  * Runs the CLI on `argv` (the arguments after `node bin.mjs`), writing through `io`; resolves to the exit
  * status: 0 on success (and for `--help`), 2 for bad usage or input (an unknown scenario, a bad machine
- * file), 1 when the run itself failed.
+ * file), 1 when the run itself failed; for `run ./driver.ts`, the driver process's exit status.
  */
 export async function main(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
-  const cmd = program(io);
+  let status = 0;
+  const cmd = program(io, (s) => {
+    status = s;
+  });
   try {
     if (argv.length === 0) {
       cmd.outputHelp();
       return 2;
     }
     await cmd.parseAsync([...argv], { from: 'user' });
-    return 0;
+    return status;
   } catch (e) {
     if (e instanceof CommanderError) {
       // Commander has already printed the message (or the help).
