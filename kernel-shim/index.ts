@@ -11,3 +11,8 @@ export { LINUX_VERSIONS, BEHAVIOUR, type LinuxVersion, type Behaviour } from './
 export * from './uapi/linux.ts';
 /** The whole uAPI (ioctl helpers, struct layouts and codec, VFIO/iommufd/dma-buf/UIO tables), as a namespace. */
 export * as uapi from './uapi/index.ts';
+/**
+ * The board the kernel boots on, re-exported so `userspace/` (which sees the machine only through the kernel
+ * layer, DESIGN.md's DAG) can build one for `withMachine`.
+ */
+export { createMachine, type Machine, type MachineConfigInput } from '../machine/index.ts';

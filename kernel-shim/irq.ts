@@ -55,6 +55,8 @@ export interface IrqDesc {
   refireScheduled: boolean;
   /** The spurious check disabled it. */
   nobodyCared: boolean;
+  /** The irq chip's mask / unmask (an MSI-X entry's mask bit): unmasked at the first `request`, masked at the last `free`. */
+  mask?: (masked: boolean) => void;
 }
 
 /**
@@ -131,6 +133,7 @@ export class IrqCore {
       d.nobodyCared = false;
       d.windowCount = 0;
       d.windowUnhandled = 0;
+      d.mask?.(false);
       if (d.trigger === 'level' && d.level) this.#deliver(d);
     }
     return 0;
@@ -146,6 +149,7 @@ export class IrqCore {
       return;
     }
     d.actions.splice(i, 1);
+    if (d.actions.length === 0) d.mask?.(true);
   }
 
   /** Linux `disable_irq` (nesting). */
@@ -180,7 +184,8 @@ export class IrqCore {
 
   #levelChange(d: IrqDesc, level: boolean): void {
     d.level = level;
-    if (level && d.depth === 0 && !d.refireScheduled) this.#deliver(d);
+    // A line with no action is masked at the IOAPIC (Linux `irq_shutdown` on the last `free_irq`).
+    if (level && d.depth === 0 && !d.refireScheduled && d.actions.length > 0) this.#deliver(d);
   }
 
   #deliver(d: IrqDesc): void {
@@ -195,7 +200,7 @@ export class IrqCore {
       d.refireScheduled = true;
       sim.schedule(LEVEL_REFIRE_NS, () => {
         d.refireScheduled = false;
-        if (d.level && d.depth === 0) this.#deliver(d);
+        if (d.level && d.depth === 0 && d.actions.length > 0) this.#deliver(d);
       });
     }
   }

@@ -7,6 +7,8 @@ import { UserPages } from './mm/pages.ts';
 import { PciCore } from './pci/core.ts';
 import { IrqCore } from './irq.ts';
 import { registerTestDevice } from './testdev/index.ts';
+import { uioInit } from './uio/core.ts';
+import { uioPciGenericDriver } from './uio/pci-generic.ts';
 import { Sys, type Thread } from './task/sys.ts';
 import { Task, TaskExit, type Proc, type SpawnOptions } from './task/task.ts';
 import { BEHAVIOUR, LINUX_VERSIONS, type Behaviour, type LinuxVersion } from './versions.ts';
@@ -62,6 +64,8 @@ export class Kernel {
     this.irq = new IrqCore(this);
     this.pci = new PciCore(this);
     this.pci.enumerate();
+    uioInit(this);
+    this.pci.registerDriver(uioPciGenericDriver(this));
     if (options.testDevice === true) registerTestDevice(this);
   }
 

@@ -12,10 +12,14 @@ export interface Behaviour {
   readonly release: string;
   /** `MFD_EXEC` / `MFD_NOEXEC_SEAL` exist (6.3+), and memfd_create without either logs a warning. */
   readonly memfdExecFlags: boolean;
+  /** Enumeration names the function's kind (`conventional PCI endpoint`, `PCIe Endpoint`; 6.7+). */
+  readonly pciEnumKind: boolean;
+  /** How enumeration logs a BAR: `reg 0x10: [mem ...]` (up to 6.6) or `BAR 0 [mem ...]` (6.7+). */
+  readonly pciBarLogStyle: 'reg' | 'bar';
 }
 
 /** The table: one row per version. */
 export const BEHAVIOUR: Readonly<Record<LinuxVersion, Behaviour>> = {
-  '6.1': { release: '6.1.0-dmasim', memfdExecFlags: false },
-  '6.12': { release: '6.12.0-dmasim', memfdExecFlags: true },
+  '6.1': { release: '6.1.0-dmasim', memfdExecFlags: false, pciEnumKind: false, pciBarLogStyle: 'reg' },
+  '6.12': { release: '6.12.0-dmasim', memfdExecFlags: true, pciEnumKind: true, pciBarLogStyle: 'bar' },
 };

@@ -66,7 +66,7 @@ describe('dmasim run', () => {
     expect(r.err).toMatch(/unknown scenario 'nosuch'; registered scenarios:\n {2}demo /);
     const mod = await cli('run', './driver.ts');
     expect(mod.code).toBe(2);
-    expect(mod.err).toMatch(/driver module \(\.\/driver\.ts\) is not supported yet/);
+    expect(mod.err).toMatch(/no such driver module: \.\/driver\.ts/);
   });
 
   it('--trace writes a Chrome trace of the run', async () => {

@@ -1,5 +1,4 @@
-import { createMachine, type Machine, type MachineConfigInput } from '../machine/index.ts';
-import { bootKernel, type Kernel, type KernelOptions } from '../kernel-shim/index.ts';
+import { bootKernel, createMachine, type Kernel, type KernelOptions, type Machine, type MachineConfigInput } from '../kernel-shim/index.ts';
 import type { Proc, SpawnOptions, Sys } from '../kernel-shim/index.ts';
 
 /** Options of {@link withMachine}: how the kernel boots. */

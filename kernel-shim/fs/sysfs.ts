@@ -96,3 +96,16 @@ export function sysfsBinAttr(mode: number, h: BinAttrHandlers): FileInode {
   const hasWrite = h.write !== undefined || h.mmap !== undefined;
   return fileInode('reg', ops, mode, { openCheck: kernfsOpenCheck(hasRead, hasWrite, mode) });
 }
+
+/**
+ * The target of a sysfs link made in directory `fromDir` to `to`, as kernfs writes it
+ * (`kernfs_get_target_path`): up to the nearest directory that is a strict ancestor of the target, then
+ * down, so a link to an ancestor names it (`../../../0000:00:03.0`, not `../..`).
+ */
+export function relativeLink(fromDir: string, to: string): string {
+  const a = fromDir.split('/').filter((p) => p.length > 0);
+  const b = to.split('/').filter((p) => p.length > 0);
+  let i = 0;
+  while (i < a.length && i < b.length - 1 && a[i] === b[i]) i++;
+  return [...Array.from({ length: a.length - i }, () => '..'), ...b.slice(i)].join('/');
+}

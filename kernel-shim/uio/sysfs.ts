@@ -1,3 +1,6 @@
+import { relativeLink } from '../fs/sysfs.ts';
+
+export { relativeLink };
 import { E } from '../errno.ts';
 import { sysfsAttr } from '../fs/sysfs.ts';
 import { dirInode, symlinkInode, type DirInode, type FileInode } from '../fs/inode.ts';
@@ -14,18 +17,6 @@ function hex(v: number | bigint): string {
   return '0x' + BigInt.asUintN(64, BigInt(v)).toString(16);
 }
 
-/**
- * The target of a sysfs link made in directory `fromDir` to `to`, as kernfs writes it
- * (`kernfs_get_target_path`): up to the nearest directory that is a strict ancestor of the target, then
- * down, so a link to an ancestor names it (`../../../0000:00:03.0`, not `../..`).
- */
-export function relativeLink(fromDir: string, to: string): string {
-  const a = fromDir.split('/').filter((p) => p.length > 0);
-  const b = to.split('/').filter((p) => p.length > 0);
-  let i = 0;
-  while (i < a.length && i < b.length - 1 && a[i] === b[i]) i++;
-  return [...Array.from({ length: a.length - i }, () => '..'), ...b.slice(i)].join('/');
-}
 
 /** Port type names (`port_porttype_show`). */
 const PORT_TYPES = ['none', 'x86', 'gpio', 'other'] as const;
