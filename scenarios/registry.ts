@@ -2,6 +2,7 @@ import { apexDirect } from './apex-direct.ts';
 import { demo } from './demo.ts';
 import { eduDirect } from './edu-direct.ts';
 import type { Scenario } from './scenario.ts';
+import { uioEdu } from './uio-edu.ts';
 
 export type { Printer, Scenario, ScenarioContext } from './scenario.ts';
 
@@ -10,4 +11,5 @@ export const SCENARIOS: ReadonlyMap<string, Scenario> = new Map<string, Scenario
   ['demo', demo],
   ['edu-direct', eduDirect],
   ['apex-direct', apexDirect],
+  ['uio-edu', uioEdu],
 ]);
