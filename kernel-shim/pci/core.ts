@@ -3,12 +3,24 @@ import type { Kernel } from '../kernel.ts';
 import { PciDev } from './dev.ts';
 import { pciMatchDevice, type PciDeviceId, type PciDriver, type PciDriverEntry } from './driver.ts';
 import { addDeviceSysfs, addDriverSysfs, addPciBusSysfs, linkDriver, unlinkDriver } from './sysfs.ts';
-import { IORESOURCE } from './regs.ts';
+import { IORESOURCE, PCI_EXP } from './regs.ts';
 
 /** CPU interrupt vectors Linux hands to devices on x86 (after the exception vectors, below the system vectors). */
 const FIRST_DEVICE_VECTOR = 0x21;
 const LAST_DEVICE_VECTOR = 0xeb;
 const SYSCALL_VECTOR = 0x80;
+
+/** Linux `pci_type_str` (6.7+ `drivers/pci/probe.c`): the PCIe Device/Port Type, else the header type's kind. */
+const PCIE_TYPE_STR = [
+  'PCIe Endpoint', 'PCIe Legacy Endpoint', 'PCIe unknown', 'PCIe unknown', 'PCIe Root Port', 'PCIe Switch Upstream Port',
+  'PCIe Switch Downstream Port', 'PCIe to PCI/PCI-X bridge', 'PCI/PCI-X to PCIe bridge', 'PCIe Root Complex Integrated Endpoint',
+  'PCIe Root Complex Event Collector',
+] as const;
+
+function pciTypeStr(dev: PciDev): string {
+  if (dev.pcieCap !== 0) return PCIE_TYPE_STR[(dev.cfgRead(dev.pcieCap + PCI_EXP.FLAGS, 2) & PCI_EXP.FLAGS_TYPE) >> 4] ?? 'PCIe unknown';
+  return ['conventional PCI endpoint', 'conventional PCI bridge', 'CardBus bridge'][dev.headerType] ?? 'conventional PCI';
+}
 
 /**
  * The PCI core (Linux `drivers/pci/`): enumerates the machine's functions by configuration cycles (keeping
@@ -53,7 +65,7 @@ export class PciCore {
       const dev = new PciDev(this.kernel, bdf);
       this.#devices.push(dev);
       const hex = (n: number, w: number): string => n.toString(16).padStart(w, '0');
-      const kind = dev.pcieCap !== 0 ? 'PCIe Endpoint' : 'conventional PCI endpoint';
+      const kind = pciTypeStr(dev);
       log.printk('info', `pci ${dev.name}: [${hex(dev.vendor, 4)}:${hex(dev.device, 4)}] type ${hex(dev.headerType, 2)} class 0x${hex(dev.classCode, 6)}${b.pciEnumKind ? ` ${kind}` : ''}`);
       for (let i = 0; i < 6; i++) {
         const r = dev.resources[i];

@@ -164,10 +164,12 @@ export function addDeviceSysfs(kernel: Kernel, dev: PciDev): void {
   vfs.add(`${dir}/driver_override`, sysfsAttr(0o644, {
     show: () => `${dev.driverOverride ?? '(null)'}\n`,
     store: (text) => {
-      // driver_set_override: at most a page minus one, one trailing newline dropped, empty clears.
+      // driver_set_override (drivers/base/driver.c): at most a page minus one; the string (up to a NUL)
+      // is cut at its first newline; empty, or a newline first, clears.
       const n = consumed(text);
       if (n >= PAGE_SIZE - 1) return E.EINVAL;
-      const v = chomp(text);
+      const s = text.split('\0', 1)[0] as string;
+      const v = s.split('\n', 1)[0] as string;
       dev.driverOverride = v === '' ? undefined : v;
       return n;
     },
@@ -269,11 +271,17 @@ export function addDriverSysfs(kernel: Kernel, entry: PciDriverEntry): void {
     store: (text) => {
       const f = scanHex(text, 6);
       if (f.length < 2) return E.EINVAL;
-      const want = [f[0], f[1], f[2] ?? PCI_ANY_ID, f[3] ?? PCI_ANY_ID, f[4] ?? 0, f[5] ?? 0];
-      const i = entry.dynids.findIndex((d) => {
-        const have = [d.vendor, d.device, d.subvendor ?? PCI_ANY_ID, d.subdevice ?? PCI_ANY_ID, d.class ?? 0, d.classMask ?? 0];
-        return have.every((v, k) => v === want[k]);
-      });
+      // remove_id_store: vendor and device exact, an omitted (or ffffffff) subvendor / subdevice matches any,
+      // the class is compared under the mask given (default 0: any).
+      const [vendor, device] = f as [number, number];
+      const subvendor = f[2] ?? PCI_ANY_ID;
+      const subdevice = f[3] ?? PCI_ANY_ID;
+      const cls = f[4] ?? 0;
+      const classMask = f[5] ?? 0;
+      const i = entry.dynids.findIndex((d) => d.vendor === vendor && d.device === device
+        && (subvendor === PCI_ANY_ID || (d.subvendor ?? PCI_ANY_ID) === subvendor)
+        && (subdevice === PCI_ANY_ID || (d.subdevice ?? PCI_ANY_ID) === subdevice)
+        && ((((d.class ?? 0) ^ cls) & classMask) >>> 0) === 0);
       if (i < 0) return E.ENODEV;
       entry.dynids.splice(i, 1);
       return consumed(text);
