@@ -5,8 +5,8 @@ import { WaitHead } from '../wait.ts';
 import { File, type UserBuf, type FileOperations, type PollTable } from './file.ts';
 import { fileInode } from './inode.ts';
 
-/** The largest count an eventfd holds (`ULLONG_MAX - 1`). */
-const EVENTFD_MAX = 0xffff_ffff_ffff_fffen;
+/** Linux `ULLONG_MAX`: a write keeps the count below it; `eventfd_signal` saturates at it (`EPOLLERR`). */
+const ULLONG_MAX = 0xffff_ffff_ffff_ffffn;
 
 /** An eventfd's state (Linux `struct eventfd_ctx`): kernel code signals it with {@link eventfdSignal}. */
 export class EventfdCtx {
@@ -24,7 +24,7 @@ export class EventfdCtx {
  * context, so it never sleeps (a count that would pass the maximum saturates it, as the kernel's does).
  */
 export function eventfdSignal(ctx: EventfdCtx, n = 1n): void {
-  ctx.count = ctx.count + n > EVENTFD_MAX ? EVENTFD_MAX : ctx.count + n;
+  ctx.count = ctx.count + n > ULLONG_MAX ? ULLONG_MAX : ctx.count + n;
   ctx.wq.wake();
 }
 
@@ -37,13 +37,13 @@ const eventfdOps: FileOperations = {
     if (buf.length < 8) return E.EINVAL;
     const take = (): number => {
       const v = ctx.semaphore ? 1n : ctx.count;
-      scratchView.setBigUint64(0, v, true);
-      // Linux copies out before consuming: a bad buffer takes nothing.
-      const r = buf.copyOut(scratch);
-      if (r < 0) return r;
+      // Linux consumes first (eventfd_ctx_do_read under the lock), then copy_to_iter: a bad buffer gets
+      // EFAULT and the count is gone.
       ctx.count -= v;
       ctx.wq.wake();
-      return 8;
+      scratchView.setBigUint64(0, v, true);
+      const r = buf.copyOut(scratch);
+      return r < 0 ? r : 8;
     };
     if (ctx.count > 0n) return take();
     if ((file.flags & O.NONBLOCK) !== 0) return E.EAGAIN;
@@ -61,17 +61,18 @@ const eventfdOps: FileOperations = {
       ctx.wq.wake();
       return 8;
     };
-    if (EVENTFD_MAX - ctx.count > v) return add();
+    // eventfd_write: `ULLONG_MAX - ctx->count > ucnt`, so the count tops out at ULLONG_MAX - 1.
+    if (ULLONG_MAX - ctx.count > v) return add();
     if ((file.flags & O.NONBLOCK) !== 0) return E.EAGAIN;
-    return cur.waitEvent(ctx.wq, () => EVENTFD_MAX - ctx.count > v, `write on eventfd`).then((r) => (r < 0 ? r : add()));
+    return cur.waitEvent(ctx.wq, () => ULLONG_MAX - ctx.count > v, `write on eventfd`).then((r) => (r < 0 ? r : add()));
   },
   poll(file: File, _cur: Current, pt: PollTable): number {
     const ctx = file.private as EventfdCtx;
     pt.wait(ctx.wq);
     let mask = 0;
     if (ctx.count > 0n) mask |= POLL.IN | POLL.RDNORM;
-    if (ctx.count === EVENTFD_MAX) mask |= POLL.ERR;
-    if (EVENTFD_MAX - 1n > ctx.count) mask |= POLL.OUT | POLL.WRNORM;
+    if (ctx.count === ULLONG_MAX) mask |= POLL.ERR;
+    if (ULLONG_MAX - 1n > ctx.count) mask |= POLL.OUT | POLL.WRNORM;
     return mask;
   },
 };

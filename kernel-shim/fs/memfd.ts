@@ -29,16 +29,25 @@ function io(file: File, ubuf: UserBuf, pos: number, write: boolean): number {
 function ioBytes(file: File, buf: Uint8Array, pos: number, write: boolean): number {
   const m = file.private as Memfd;
   const obj = m.obj;
+  let len = write ? buf.length : Math.min(buf.length, obj.size - pos);
   if (write) {
+    // generic_write_checks: a zero count returns 0 before shmem_write_begin looks at the seals.
+    if (len === 0) return 0;
     if ((obj.seals & (F.SEAL_WRITE | F.SEAL_FUTURE_WRITE)) !== 0) return E.EPERM;
-    const end = pos + buf.length;
+    const end = pos + len;
     if (end > obj.size) {
-      if ((obj.seals & F.SEAL_GROW) !== 0) return E.EPERM;
-      const r = resizeShm(obj, end, m.pages);
-      if (r < 0) return r;
+      if ((obj.seals & F.SEAL_GROW) !== 0) {
+        // generic_perform_write goes page by page; shmem_write_begin refuses the first chunk that would
+        // pass i_size, so the whole pages before it are written (a short count), else EPERM.
+        const firstChunkEnd = Math.min(end, (Math.floor(pos / PAGE_SIZE) + 1) * PAGE_SIZE);
+        if (firstChunkEnd > obj.size) return E.EPERM;
+        len = Math.floor(obj.size / PAGE_SIZE) * PAGE_SIZE - pos;
+      } else {
+        const r = resizeShm(obj, end, m.pages);
+        if (r < 0) return r;
+      }
     }
   } else if (pos >= obj.size) return 0;
-  const len = write ? buf.length : Math.min(buf.length, obj.size - pos);
   for (let done = 0; done < len;) {
     const a = pos + done;
     const page = shmPage(obj, Math.floor(a / PAGE_SIZE), m.pages);
@@ -68,10 +77,12 @@ const memfdOps: FileOperations = {
     const shared = (vma.flags & MAP.TYPE) !== MAP.PRIVATE;
     // memfd's seals: no new writable shared mapping once F_SEAL_WRITE or F_SEAL_FUTURE_WRITE is set.
     if (shared && (vma.prot & PROT.WRITE) !== 0 && (m.obj.seals & (F.SEAL_WRITE | F.SEAL_FUTURE_WRITE)) !== 0) return E.EPERM;
+    const len = vma.end - vma.start;
+    // A private mapping gets its own buffer: more than all of RAM is ENOMEM (see Mm.mmap).
+    if (!shared && len / PAGE_SIZE > m.pages.totalPages) return E.ENOMEM;
     m.obj.refs++;
     if (shared) vma.backing = { kind: 'shm', obj: m.obj };
     else {
-      const len = vma.end - vma.start;
       vma.backing = { kind: 'anon', buffer: new ArrayBuffer(len), bufferOffset: 0, frames: new Int32Array(len / PAGE_SIZE).fill(-1), cow: { obj: m.obj } };
     }
     return 0;
@@ -96,16 +107,17 @@ export function memfdOf(file: File): Memfd | undefined {
 }
 
 /**
- * `fcntl(F_ADD_SEALS)` (Linux `memfd_add_seals`, in its order): `EINVAL` for a file that is no memfd,
- * `EPERM` without write access, `EINVAL` for unknown bits, `EPERM` once sealed with `F_SEAL_SEAL`, `EBUSY` for
+ * `fcntl(F_ADD_SEALS)` (Linux `memfd_add_seals`, in its order): `EPERM` without write access, `EINVAL`
+ * for unknown bits, `EINVAL` for a file that is no memfd, `EPERM` once sealed with `F_SEAL_SEAL`, `EBUSY` for
  * `F_SEAL_WRITE` while writable shared mappings or pinned pages exist.
  */
 export function addSeals(file: File, seals: number): number {
-  const m = memfdOf(file);
-  if (m === undefined) return E.EINVAL;
   const known = F.SEAL_SEAL | F.SEAL_SHRINK | F.SEAL_GROW | F.SEAL_WRITE | F.SEAL_FUTURE_WRITE | F.SEAL_EXEC;
+  // memfd_add_seals checks FMODE_WRITE and the bits before memfd_file_seals_ptr: a read-only non-memfd is EPERM.
   if (!file.writable) return E.EPERM;
   if ((seals & ~known) !== 0) return E.EINVAL;
+  const m = memfdOf(file);
+  if (m === undefined) return E.EINVAL;
   if ((m.obj.seals & F.SEAL_SEAL) !== 0) return E.EPERM;
   if ((seals & F.SEAL_WRITE) !== 0 && (m.obj.seals & F.SEAL_WRITE) === 0) {
     // mapping_deny_writable, then memfd_wait_for_pins: a pinned page (DMA in flight) makes it EBUSY too.

@@ -8,8 +8,16 @@ import { dirInode, fileInode, symlinkInode, type Inode } from './inode.ts';
 
 const encoder = new TextEncoder();
 
+/**
+ * Linux `ptrace_may_access(task, PTRACE_MODE_READ_FSCREDS)` reduced to credentials: the same uid, or root
+ * (standing in for `CAP_SYS_PTRACE`, which dmasim's capability table does not name).
+ */
+function ptraceMayRead(cur: Current, task: Task): boolean {
+  return cur.cred.uid === task.cred.uid || cur.cred.uid === 0;
+}
+
 /** A read-only text file whose contents are computed per read (procfs `seq_file` style). */
-function textFile(mode: number, uid: number, gid: number, text: () => string): Inode {
+function textFile(mode: number, uid: number, gid: number, text: () => string, openCheck?: (flags: number, cur: Current) => number): Inode {
   const ops: FileOperations = {
     read(_f: File, _cur: Current, buf: UserBuf, pos: number): number {
       const bytes = encoder.encode(text());
@@ -20,7 +28,7 @@ function textFile(mode: number, uid: number, gid: number, text: () => string): I
     },
     size: () => 0,
   };
-  return fileInode('reg', ops, mode, { uid, gid });
+  return fileInode('reg', ops, mode, openCheck === undefined ? { uid, gid } : { uid, gid, openCheck });
 }
 
 /** `/proc/<pid>/maps` lines as Linux prints them (`show_map_vma`). */
@@ -82,7 +90,8 @@ export function addProcDir(vfs: Vfs, task: Task): void {
   const dir = dirInode(0o555, uid, gid);
   vfs.add(base, dir);
   dir.entries.set('pagemap', pagemapFile(task));
-  dir.entries.set('maps', textFile(0o444, uid, gid, () => formatMaps(task)));
+  // proc_maps_open -> proc_mem_open(PTRACE_MODE_READ): another user's maps is EACCES although the mode is 0444.
+  dir.entries.set('maps', textFile(0o444, uid, gid, () => formatMaps(task), (_flags, cur) => (ptraceMayRead(cur, task) ? 0 : E.EACCES)));
   dir.entries.set('status', textFile(0o444, uid, gid, () => formatStatus(task)));
   dir.entries.set('comm', textFile(0o644, uid, gid, () => `${task.comm}\n`));
   const fd = dirInode(0o500, uid, gid);

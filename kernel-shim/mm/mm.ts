@@ -99,7 +99,8 @@ export class Mm {
 
   /**
    * Linux `do_mmap` after the syscall's checks: places the range (`MAP_FIXED` replaces what is there,
-   * `MAP_FIXED_NOREPLACE` gives `EEXIST`), checks `MAP_LOCKED` against the limit (`EAGAIN`), makes the VMA and
+   * `MAP_FIXED_NOREPLACE` gives `EEXIST`), checks `MAP_LOCKED` against the limit (`EAGAIN`), anonymous memory
+   * larger than RAM (`ENOMEM`), makes the VMA and
    * lets the file's `mmap` set it up. Returns the address or `-errno`.
    */
   mmap(req: MmapRequest, cred: Cred, setup: ((vma: Vma) => number) | undefined): number {
@@ -117,6 +118,10 @@ export class Mm {
     }
     const locked = (req.flags & MAP.LOCKED) !== 0;
     if (locked && !cred.capable('IPC_LOCK') && this.lockedVm + len / PAGE_SIZE > this.memlockLimit / PAGE_SIZE) return E.EAGAIN;
+    // mmap_region's accounting (__vm_enough_memory, heuristic overcommit: more than all of RAM with no swap is
+    // ENOMEM). dmasim keeps anonymous memory in one buffer per VMA, so it applies the limit to every anonymous
+    // mapping, not only the private writable ones Linux accounts.
+    if (req.file === undefined && len / PAGE_SIZE > this.pages.totalPages) return E.ENOMEM;
     const vma: Vma = {
       start: addr, end: addr + len, pgoff: req.pgoff, prot: req.prot, flags: req.flags, file: req.file,
       backing: { kind: 'none' }, locked: false,

@@ -80,6 +80,11 @@ export class UserPages {
     return this.#pinned;
   }
 
+  /** Every frame of physical memory (Linux `totalram_pages`, with no swap). */
+  get totalPages(): number {
+    return this.#memory.frameCount;
+  }
+
   /** Frames currently given to user memory. */
   get live(): number {
     return this.#live;

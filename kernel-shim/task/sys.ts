@@ -343,8 +343,8 @@ export class Sys {
     const file = this.#file(fd);
     let r: number;
     const len = typeof length === 'bigint' ? Number(length) : length;
-    if (typeof file === 'number') r = file;
-    else if (!(Number.isSafeInteger(len) && len >= 0)) r = E.EINVAL;
+    if (!(Number.isSafeInteger(len) && len >= 0)) r = E.EINVAL;
+    else if (typeof file === 'number') r = file;
     else if (file.inode.kind !== 'file' || file.inode.fileKind !== 'reg' || !file.writable) r = E.EINVAL;
     else r = file.ops.truncate === undefined ? E.EINVAL : file.ops.truncate(file, this.#cur, len);
     this.#ret(r, 'ftruncate');
@@ -582,8 +582,8 @@ export class Sys {
     await this.#enter();
     const target = this.#kernel.task(pid);
     let r = 0;
-    if (!(Number.isInteger(signal) && signal >= 0 && signal <= 64)) r = E.EINVAL;
-    else if (target === undefined || target.dead) r = E.ESRCH;
+    if (target === undefined || target.dead) r = E.ESRCH;
+    else if (!(Number.isInteger(signal) && signal >= 0 && signal <= 64)) r = E.EINVAL;
     else if (target.cred.uid !== this.#task.cred.uid && !this.#task.cred.capable('KILL')) r = E.EPERM;
     else if (signal !== 0) target.exit(128 + signal, signal);
     this.#ret(r, 'kill');
