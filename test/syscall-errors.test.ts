@@ -8,6 +8,7 @@ import { bootKernel, type Kernel } from '../kernel-shim/kernel.ts';
 import { SysError } from '../kernel-shim/errno.ts';
 import type { PollFd, Sys } from '../kernel-shim/task/sys.ts';
 import type { SpawnOptions } from '../kernel-shim/task/task.ts';
+import { DMASIM_TEST } from '../kernel-shim/uapi/testdev.ts';
 import { CLOCK, EFD, F, MAP, MFD, O, POLL, PROT, SEEK } from '../kernel-shim/uapi/linux.ts';
 
 const PAGE = 4096;
@@ -334,14 +335,14 @@ describe('mlock / munlock', () => {
 describe('ioctl / poll', () => {
   it('ioctl: EBADF for a bad fd; ENOTTY for a file without ioctl or an unknown request', async () => {
     await run(async (sys) => {
-      expect(await err(sys.ioctl(99, 0xd502, 0))).toBe('EBADF');
+      expect(await err(sys.ioctl(99, DMASIM_TEST.VALUE, 0))).toBe('EBADF');
       const efd = await sys.eventfd(0, 0);
-      expect(await err(sys.ioctl(efd, 0xd502, 0))).toBe('ENOTTY');
+      expect(await err(sys.ioctl(efd, DMASIM_TEST.VALUE, 0))).toBe('ENOTTY');
       const dev = await sys.open(TESTDEV, O.RDWR);
       expect(await err(sys.ioctl(dev, 0xd5ff, 0))).toBe('ENOTTY');
-      expect(await sys.ioctl(dev, 0xd502, 0xffn)).toBe(8);
+      expect(await sys.ioctl(dev, DMASIM_TEST.VALUE, 0xffn)).toBe(8);
       // a struct ioctl whose argument points nowhere: EFAULT
-      expect(await err(sys.ioctl(dev, 0xd500, HOLE))).toBe('EFAULT');
+      expect(await err(sys.ioctl(dev, DMASIM_TEST.GET_INFO, HOLE))).toBe('EFAULT');
     });
   });
 
@@ -409,6 +410,39 @@ describe('memfd_create and sealing', () => {
       expect(await err(sys.mmap(null, PAGE, RW, MAP.SHARED, fd))).toBe('EPERM');
       await sys.mmap(null, PAGE, PROT.READ, MAP.SHARED, fd);
       await sys.mmap(null, PAGE, RW, MAP.PRIVATE, fd);
+    });
+  });
+
+  it('write seals clear VM_MAYWRITE of read-only shared mappings: mprotect to PROT_WRITE is EACCES (seal_check_write)', async () => {
+    await run(async (sys) => {
+      const fd = await sys.memfd_create('m', MFD.ALLOW_SEALING);
+      await sys.ftruncate(fd, PAGE);
+      const before = await sys.mmap(null, PAGE, RW, MAP.SHARED, fd);
+      // F_SEAL_FUTURE_WRITE allows writable maps made before it
+      await sys.fcntl(fd, F.ADD_SEALS, F.SEAL_FUTURE_WRITE);
+      before.write32(0, 1);
+      expect(await err(sys.mmap(null, PAGE, RW, MAP.SHARED, fd))).toBe('EPERM');
+      const ro = await sys.mmap(null, PAGE, PROT.READ, MAP.SHARED, fd);
+      expect(await err(sys.mprotect(ro.addr, PAGE, RW))).toBe('EACCES');
+      // a private mapping keeps VM_MAYWRITE
+      const priv = await sys.mmap(null, PAGE, PROT.READ, MAP.PRIVATE, fd);
+      await sys.mprotect(priv.addr, PAGE, RW);
+      priv.write32(0, 2);
+      expect(ro.read32(0)).toBe(1);
+    });
+  });
+
+  it('F_SEAL_WRITE while a page is pinned (DMA in flight): EBUSY (memfd_wait_for_pins)', async () => {
+    await run(async (sys) => {
+      const fd = await sys.memfd_create('m', MFD.ALLOW_SEALING);
+      await sys.ftruncate(fd, PAGE);
+      const m = await sys.mmap(null, PAGE, RW, MAP.SHARED, fd);
+      const dev = await sys.open(TESTDEV, O.RDWR);
+      await sys.ioctl(dev, DMASIM_TEST.PIN, { argsz: 24, flags: 1, vaddr: m.addr, length: BigInt(PAGE) });
+      await sys.munmap(m.addr, PAGE);
+      expect(await err(sys.fcntl(fd, F.ADD_SEALS, F.SEAL_WRITE))).toBe('EBUSY');
+      await sys.close(dev);
+      await sys.fcntl(fd, F.ADD_SEALS, F.SEAL_WRITE);
     });
   });
 

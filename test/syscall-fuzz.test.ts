@@ -251,7 +251,29 @@ function checkAccounting(kernel: Kernel, task: Task): void {
   expect(kernel.userPages.live).toBeLessThanOrEqual(kernel.machine.memory.frameCount);
 }
 
-async function fuzz(steps: readonly Step[], uid: number, memlock: number): Promise<void> {
+/** Runs `steps` on one thread of the process; returns early once the task is dead. */
+async function runSteps(sys: Sys, kernel: Kernel, t: Task, w: World, steps: readonly Step[]): Promise<void> {
+  for (const st of steps) {
+    const op = OPS[st.op % OPS.length] as Op;
+    try {
+      await op(sys, w, st);
+    } catch (e) {
+      // A dead task unwinds with TaskExit; anything else that is not a SysError is a kernel bug.
+      if (t.dead) throw e;
+      if (!(e instanceof SysError)) throw e;
+      expect(e.errno).toBeGreaterThan(0);
+      expect(e.errno).toBeLessThan(512);
+    }
+    if (t.dead) return;
+    checkAccounting(kernel, t);
+  }
+}
+
+/**
+ * One process running `steps` (split between its main thread and a second thread sharing fds and memory
+ * when `threads`), with a watchdog that kills it if it blocks; then the post-exit checks.
+ */
+async function fuzz(steps: readonly Step[], uid: number, memlock: number, threads = false): Promise<void> {
   const machine = createMachine({ memory: { size: 32 << 20 }, pci: { devices: [{ type: 'edu', bdf: '00:03.0' }] } });
   const kernel = bootKernel(machine, { testDevice: true });
   const free0 = machine.frames.freeFrames;
@@ -259,20 +281,18 @@ async function fuzz(steps: readonly Step[], uid: number, memlock: number): Promi
   const proc = kernel.spawn({ comm: 'fuzz', uid, rlimits: { memlock, nofile: 64 } }, async (sys) => {
     const t = task as Task;
     const w: World = { fds: [], maps: [], pid: sys.pid };
-    for (const st of steps) {
-      const op = OPS[st.op % OPS.length] as Op;
-      try {
-        await op(sys, w, st);
-      } catch (e) {
-        // A dead task unwinds with TaskExit; anything else that is not a SysError is a kernel bug.
-        if (t.dead) throw e;
-        if (!(e instanceof SysError)) throw e;
-        expect(e.errno).toBeGreaterThan(0);
-        expect(e.errno).toBeLessThan(512);
-      }
-      if (t.dead) return 0;
-      checkAccounting(kernel, t);
+    if (!threads) {
+      await runSteps(sys, kernel, t, w, steps);
+      return 0;
     }
+    let finished = false;
+    sys.thread(async (s2) => {
+      await runSteps(s2, kernel, t, w, steps.filter((_, i) => i % 2 === 1));
+      finished = true;
+    });
+    await runSteps(sys, kernel, t, w, steps.filter((_, i) => i % 2 === 0));
+    // Wait for the thread with simulator waits only (its `done` promise is not one); returning ends it.
+    while (!finished && !t.dead) await sys.nanosleep(10_000);
     return 0;
   });
   task = kernel.task(proc.pid);
@@ -296,13 +316,14 @@ async function fuzz(steps: readonly Step[], uid: number, memlock: number): Promi
 }
 
 describe('syscall fuzz', () => {
-  it('random syscall sequences: only SysError, consistent accounting, nothing left after exit', async () => {
+  it('random syscall sequences (one or two threads): only SysError, consistent accounting, nothing left after exit', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(stepArb, { minLength: 1, maxLength: 60 }),
         fc.constantFrom(0, 1000),
         fc.constantFrom(0, 4 * PAGE, 64 * PAGE, 8 << 20),
-        async (steps, uid, memlock) => fuzz(steps, uid, memlock),
+        fc.boolean(),
+        async (steps, uid, memlock, threads) => fuzz(steps, uid, memlock, threads),
       ),
       fcOptions(150),
     );

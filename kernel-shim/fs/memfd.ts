@@ -80,6 +80,8 @@ const memfdOps: FileOperations = {
     const len = vma.end - vma.start;
     // A private mapping gets its own buffer: more than all of RAM is ENOMEM (see Mm.mmap).
     if (!shared && len / PAGE_SIZE > m.pages.totalPages) return E.ENOMEM;
+    // seal_check_write (6.7+): a read-only shared mapping of a write-sealed memfd loses VM_MAYWRITE.
+    if (shared && (m.obj.seals & (F.SEAL_WRITE | F.SEAL_FUTURE_WRITE)) !== 0) vma.noMayWrite = true;
     m.obj.refs++;
     if (shared) vma.backing = { kind: 'shm', obj: m.obj };
     else {

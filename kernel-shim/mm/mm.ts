@@ -217,13 +217,17 @@ export class Mm {
     this.layoutGen++;
   }
 
-  /** Linux `mprotect` of a checked, page-aligned range: `ENOMEM` if any page is unmapped, `EACCES` for write on a read-only shared file. */
+  /**
+   * Linux `mprotect` of a checked, page-aligned range: `ENOMEM` if any page is unmapped, `EACCES` for write on
+   * a read-only shared file or a VMA without `VM_MAYWRITE`.
+   */
   protect(start: number, len: number, prot: number): number {
     const end = start + len;
     for (let a = start; a < end;) {
       const m = this.find(a);
       if (m === undefined) return E.ENOMEM;
       if ((prot & PROT.WRITE) !== 0 && (m.flags & MAP.TYPE) !== MAP.PRIVATE && m.file !== undefined && !m.file.writable) return E.EACCES;
+      if ((prot & PROT.WRITE) !== 0 && m.noMayWrite === true) return E.EACCES;
       a = m.end;
     }
     for (const m of this.#range(start, end)) {

@@ -53,6 +53,8 @@ export interface Vma {
   backing: VmaBacking;
   /** `mlock`ed. */
   locked: boolean;
+  /** `VM_MAYWRITE` cleared: `mprotect` may never add `PROT_WRITE` (`EACCES`), e.g. a write-sealed memfd. */
+  noMayWrite?: boolean;
   /** Called when the VMA (or the last part of a split one) goes away (Linux `vm_ops->close`). */
   onClose?: () => void;
 }
