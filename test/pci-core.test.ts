@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { withMachine, type MachineSession } from '../userspace/index.ts';
 import type { Sys } from '../kernel-shim/task/sys.ts';
-import { SysError } from '../kernel-shim/errno.ts';
+import { E, SysError } from '../kernel-shim/errno.ts';
 import { MAP, O, PAGE_SIZE, POLL, PROT } from '../kernel-shim/uapi/linux.ts';
 import { PCI_IRQ } from '../kernel-shim/pci/dev.ts';
 import { IRQ_HANDLED } from '../kernel-shim/irq.ts';
@@ -218,8 +218,9 @@ describe('PCI core: device attributes (pci-sysfs.c)', () => {
       expect(all.read32(0)).toBe(EDU_ID);
       expect(await code(sys.mmap(null, (1 << 20) + PAGE_SIZE, PROT.READ, MAP.SHARED, fd, 0))).toBe('EINVAL');
       expect(await code(sys.mmap(null, PAGE_SIZE, PROT.READ, MAP.SHARED, fd, 1 << 20))).toBe('EINVAL');
-      // A memory BAR's file has no read (kernfs: -EIO).
+      // A memory BAR's file has no read: sysfs_kf_bin_read gives -EIO, but 0 at or past the end (i_size).
       expect(await code(sys.read(fd, new Uint8Array(4)))).toBe('EIO');
+      expect(await sys.pread(fd, new Uint8Array(4), 1 << 20)).toBe(0);
       await sys.munmap(all.addr, all.length);
       await sys.munmap(m.addr, m.length);
       await sys.close(fd);
@@ -228,6 +229,32 @@ describe('PCI core: device attributes (pci-sysfs.c)', () => {
     expect(await session(async (sys) => {
       expect(await code(sys.open(`${EDU_DIR}/resource0`, O.RDWR))).toBe('EACCES');
       expect(await code(sys.open(`${EDU_DIR}/resource0`, O.RDONLY))).toBe('EACCES');
+      return 0;
+    }, { uid: 1000 })).toBe(0);
+  });
+});
+
+describe('PCI core: enable', () => {
+  it('enable_store: kstrtobool, -EIO disabling a disabled device, -EBUSY while a driver is bound', async () => {
+    expect(await session(async (sys) => {
+      expect(await cat(sys, `${EDU_DIR}/enable`)).toBe('0\n');
+      expect(await code(echo(sys, `${EDU_DIR}/enable`, '0'))).toBe('EIO');
+      expect(await code(echo(sys, `${EDU_DIR}/enable`, 'maybe'))).toBe('EINVAL');
+      expect(await echo(sys, `${EDU_DIR}/enable`, '1\n')).toBe(2);
+      expect(await cat(sys, `${EDU_DIR}/enable`)).toBe('1\n');
+      expect((await command(sys)) & CMD.MEMORY).toBe(CMD.MEMORY);
+      expect(await echo(sys, `${EDU_DIR}/enable`, 'n')).toBe(1);
+      expect(await cat(sys, `${EDU_DIR}/enable`)).toBe('0\n');
+      expect(await echo(sys, `${UPG}/new_id`, '1234 11e8')).toBe(9);
+      expect(await cat(sys, `${EDU_DIR}/enable`)).toBe('1\n');
+      expect(await code(echo(sys, `${EDU_DIR}/enable`, '0'))).toBe('EBUSY');
+      expect(await code(echo(sys, `${EDU_DIR}/enable`, '1'))).toBe('EBUSY');
+      expect(await cat(sys, `${EDU_DIR}/enable`)).toBe('1\n');
+      return 0;
+    })).toBe(0);
+    expect(await session(async (sys) => {
+      // 0600: an unprivileged user cannot even open it.
+      expect(await code(sys.open(`${EDU_DIR}/enable`, O.RDONLY))).toBe('EACCES');
       return 0;
     }, { uid: 1000 })).toBe(0);
   });
@@ -506,7 +533,7 @@ describe('PCI core: MSI-X vectors (pci_alloc_irq_vectors)', () => {
       expect(dev.allocIrqVectors(13, 13, PCI_IRQ.MSIX)).toBe(13);
       expect(dev.msixEnabled).toBe(true);
       // Vectors are already on: a second allocation is refused.
-      expect(dev.allocIrqVectors(1, 1, PCI_IRQ.MSIX)).toBeLessThan(0);
+      expect(dev.allocIrqVectors(1, 1, PCI_IRQ.MSIX)).toBe(E.EINVAL);
       const irqs = Array.from({ length: 13 }, (_, i) => dev.irqVector(i));
       expect(new Set(irqs).size).toBe(13);
       for (const irq of irqs) expect(irq).toBeGreaterThan(0);
@@ -526,8 +553,14 @@ describe('PCI core: MSI-X vectors (pci_alloc_irq_vectors)', () => {
       dev.freeIrqVectors();
       expect(dev.msixEnabled).toBe(false);
       expect(dev.cfgRead(dev.msixCap + 2, 2) & 0x8000).toBe(0);
+      // pci_msix_shutdown: entries masked (vector control bit 0), INTx enabled again (pci_intx_for_msi).
+      const table = (dev.resources[(dev.cfgRead(dev.msixCap + 4, 4) & 7)]!.start) + (dev.cfgRead(dev.msixCap + 4, 4) & ~7);
+      for (let i = 0; i < 13; i++) expect(machine.mmio.read32(table + 16 * i + 12) & 1).toBe(1);
+      expect(dev.cfgRead(0x04, 2) & CMD.INTX_DISABLE).toBe(0);
       // Freed: they can be allocated again; more than the table holds is ENOSPC.
-      expect(dev.allocIrqVectors(129, 200, PCI_IRQ.MSIX)).toBeLessThan(0);
+      // __pci_enable_msix_range: max < min is -ERANGE; fewer entries than min is -ENOSPC; already on -EINVAL.
+      expect(dev.allocIrqVectors(13, 12, PCI_IRQ.MSIX)).toBe(E.ERANGE);
+      expect(dev.allocIrqVectors(129, 200, PCI_IRQ.MSIX)).toBe(E.ENOSPC);
       expect(dev.allocIrqVectors(1, 13, PCI_IRQ.MSIX)).toBe(13);
       dev.freeIrqVectors();
     });

@@ -71,9 +71,10 @@ export function sysfsBinAttr(mode: number, h: BinAttrHandlers): FileInode {
   const sizeOf = (cur: Current | undefined): number => (typeof h.size === 'number' ? h.size : h.size(cur));
   const ops: FileOperations = {
     read(_f: File, cur: Current, buf: UserBuf, pos: number): number {
-      if (h.read === undefined) return E.EIO;
+      // sysfs_kf_bin_read: nothing asked or past the end is 0, before the missing-read -EIO.
       const size = sizeOf(cur);
-      if (pos >= size) return 0;
+      if (buf.length === 0 || pos >= size) return 0;
+      if (h.read === undefined) return E.EIO;
       const dst = new Uint8Array(Math.min(buf.length, size - pos));
       const n = h.read(cur, dst, pos);
       if (n <= 0) return n;

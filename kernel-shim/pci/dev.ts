@@ -285,10 +285,12 @@ export class PciDev implements Device {
 
   /**
    * Linux `pci_alloc_irq_vectors(dev, min, max, flags)`: MSI-X first, then MSI, then INTx, as `flags`
-   * allow; returns the number of vectors or `-errno` (`-EINVAL` for bad bounds or vectors already on,
+   * allow; returns the number of vectors or `-errno` (`-ERANGE` for `max < min` asked of MSI or MSI-X, as
+   * `__pci_enable_msi{,x}_range` check first; `-EINVAL` for other bad bounds or vectors already on;
    * `-ENOSPC` when no type gives `min`).
    */
   allocIrqVectors(min: number, max: number, flags: number): number {
+    if (Number.isInteger(min) && Number.isInteger(max) && max < min && (flags & (PCI_IRQ.MSI | PCI_IRQ.MSIX)) !== 0) return E.ERANGE;
     if (!(Number.isInteger(min) && Number.isInteger(max)) || min < 1 || max < min) return E.EINVAL;
     if (this.msiEnabled || this.msixEnabled) return E.EINVAL;
     if ((flags & PCI_IRQ.MSIX) !== 0 && this.msixCap !== 0) {
@@ -323,9 +325,12 @@ export class PciDev implements Device {
   /** Linux `pci_free_irq_vectors`: turns MSI / MSI-X off and frees their irqs (their handlers must be freed). */
   freeIrqVectors(): void {
     if (this.msixEnabled) {
+      // pci_msix_shutdown: every entry masked, MSI-X Enable off, INTx back on (pci_intx_for_msi).
+      for (const d of this.#vectors) d.mask?.(true);
       const flags = this.cfgRead(this.msixCap + PCI_MSIX.FLAGS, 2);
       this.cfgWrite(this.msixCap + PCI_MSIX.FLAGS, 2, flags & ~(PCI_MSIX.FLAGS_ENABLE | PCI_MSIX.FLAGS_MASKALL));
       this.msixEnabled = false;
+      this.intx(true);
     }
     if (this.msiEnabled) {
       const flags = this.cfgRead(this.msiCap + PCI_MSI.FLAGS, 2);

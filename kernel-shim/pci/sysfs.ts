@@ -153,6 +153,8 @@ export function addDeviceSysfs(kernel: Kernel, dev: PciDev): void {
       if (!cur.cred.capable('SYS_ADMIN')) return E.EPERM;
       const on = kstrtobool(text);
       if (on === undefined) return E.EINVAL;
+      // enable_store: a device with a driver belongs to it.
+      if (dev.driver !== undefined) return E.EBUSY;
       if (on) {
         const r = dev.enable();
         if (r < 0) return r;
