@@ -169,9 +169,20 @@ export class SimProcess {
    * so the hardware has caught up when the access returns. Never yields to other processes.
    */
   consume(ns: number): void {
-    const t = this.localTime + ns;
+    const sim = this.#sim;
+    const now = sim.now;
+    const t = (this.#local > now ? this.#local : now) + ns;
     this.#local = t;
-    this.#sim.catchUp(t);
+    sim.catchUp(t);
+  }
+
+  /**
+   * Whether a synchronisation point may be passed at once (see {@link sync}): true when this process is the
+   * only one runnable, the clock is at its local time and nothing is pending at this instant, so that
+   * parking would resume it next with nothing run in between. Callers skip the `await` then.
+   */
+  canPassSync(): boolean {
+    return this.state === 'runnable' && this.#sim.maySkipSync(this);
   }
 
   /** Waits until the global clock reaches this process's local time (a synchronisation point). */
@@ -479,8 +490,20 @@ export class Simulator extends Scheduler {
     else run.reject(error);
   }
 
+  /**
+   * @internal Whether `p` may pass a synchronisation point without parking: a run is active and reaches
+   * this instant, no stop is pending, `p` is the only runnable process, the clock stands at its local time
+   * and no event is pending now. Parking would then resume `p` next with nothing run in between, so
+   * skipping the round trip through the event loop changes nothing but the cost.
+   */
+  maySkipSync(p: SimProcess): boolean {
+    const run = this.#run;
+    return run !== null && this.#runnable === 1 && !this.stopRequested && p.localTime <= this.now && this.now <= run.until && !this.hasEventNow();
+  }
+
   /** @internal Runs every event due up to `time` for a process's synchronous access. */
   catchUp(time: number): void {
+    if (this.advanceIfIdle(time)) return;
     while (this.dispatchNext(time)) {
       // dispatched
     }

@@ -135,6 +135,11 @@ export class Scheduler {
     return this._inWheel + this._heap.length;
   }
 
+  /** @internal Whether an event is pending at the current instant. */
+  hasEventNow(): boolean {
+    return this._heads[this._nowSlot] !== null;
+  }
+
   /** Time of the next pending event, or `Infinity`. */
   get nextEventTime(): number {
     if (this._inWheel > 0) return this._now + this._nextBusyDistance();
@@ -269,6 +274,23 @@ export class Scheduler {
     const h = this._heap[0];
     if (h === undefined || h.time > until) return false;
     this._advanceBy(h.time - this._now);
+    return true;
+  }
+
+  /**
+   * @internal The fast path of a synchronous access's catch-up: when no event is in the wheel and the first
+   * far event stays beyond the wheel's reach from `time`, moves the clock to `time` and returns true;
+   * otherwise does nothing and returns false (the caller dispatches what is due).
+   */
+  advanceIfIdle(time: number): boolean {
+    if (this._inWheel !== 0) return false;
+    const h = this._heap[0];
+    if (h !== undefined && h.time < time + WHEEL_SIZE) return false;
+    const d = time - this._now;
+    if (d > 0) {
+      this._now = time;
+      this._nowSlot = (this._nowSlot + (d < WHEEL_SIZE ? d : d % WHEEL_SIZE)) & WHEEL_MASK;
+    }
     return true;
   }
 

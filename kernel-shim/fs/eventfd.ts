@@ -31,23 +31,43 @@ export function eventfdSignal(ctx: EventfdCtx, n = 1n): void {
 const scratch = new Uint8Array(8);
 const scratchView = new DataView(scratch.buffer);
 
+/**
+ * Takes the count (or 1 in semaphore mode) into `buf`. Linux consumes first (`eventfd_ctx_do_read` under
+ * the lock), then `copy_to_iter`: a bad buffer gets `EFAULT` and the count is gone.
+ */
+function takeCount(ctx: EventfdCtx, buf: UserBuf): number {
+  const v = ctx.semaphore ? 1n : ctx.count;
+  ctx.count -= v;
+  ctx.wq.wake();
+  scratchView.setBigUint64(0, v, true);
+  const r = buf.copyOut(scratch);
+  return r < 0 ? r : 8;
+}
+
+function addCount(ctx: EventfdCtx, v: bigint): number {
+  ctx.count += v;
+  ctx.wq.wake();
+  return 8;
+}
+
+// Module-level functions, not per-call closures: the hot path of every eventfd read and write.
+async function readBlocking(ctx: EventfdCtx, cur: Current, buf: UserBuf): Promise<number> {
+  const r = await cur.waitEvent(ctx.wq, () => ctx.count > 0n, 'read on eventfd');
+  return r < 0 ? r : takeCount(ctx, buf);
+}
+
+async function writeBlocking(ctx: EventfdCtx, cur: Current, v: bigint): Promise<number> {
+  const r = await cur.waitEvent(ctx.wq, () => ULLONG_MAX - ctx.count > v, 'write on eventfd');
+  return r < 0 ? r : addCount(ctx, v);
+}
+
 const eventfdOps: FileOperations = {
   read(file: File, cur: Current, buf: UserBuf): number | Promise<number> {
     const ctx = file.private as EventfdCtx;
     if (buf.length < 8) return E.EINVAL;
-    const take = (): number => {
-      const v = ctx.semaphore ? 1n : ctx.count;
-      // Linux consumes first (eventfd_ctx_do_read under the lock), then copy_to_iter: a bad buffer gets
-      // EFAULT and the count is gone.
-      ctx.count -= v;
-      ctx.wq.wake();
-      scratchView.setBigUint64(0, v, true);
-      const r = buf.copyOut(scratch);
-      return r < 0 ? r : 8;
-    };
-    if (ctx.count > 0n) return take();
+    if (ctx.count > 0n) return takeCount(ctx, buf);
     if ((file.flags & O.NONBLOCK) !== 0) return E.EAGAIN;
-    return cur.waitEvent(ctx.wq, () => ctx.count > 0n, `read on eventfd`).then((r) => (r < 0 ? r : take()));
+    return readBlocking(ctx, cur, buf);
   },
   write(file: File, cur: Current, buf: UserBuf): number | Promise<number> {
     const ctx = file.private as EventfdCtx;
@@ -56,15 +76,10 @@ const eventfdOps: FileOperations = {
     if (c < 0) return c;
     const v = scratchView.getBigUint64(0, true);
     if (v === 0xffff_ffff_ffff_ffffn) return E.EINVAL;
-    const add = (): number => {
-      ctx.count += v;
-      ctx.wq.wake();
-      return 8;
-    };
     // eventfd_write: `ULLONG_MAX - ctx->count > ucnt`, so the count tops out at ULLONG_MAX - 1.
-    if (ULLONG_MAX - ctx.count > v) return add();
+    if (ULLONG_MAX - ctx.count > v) return addCount(ctx, v);
     if ((file.flags & O.NONBLOCK) !== 0) return E.EAGAIN;
-    return cur.waitEvent(ctx.wq, () => ULLONG_MAX - ctx.count > v, `write on eventfd`).then((r) => (r < 0 ? r : add()));
+    return writeBlocking(ctx, cur, v);
   },
   poll(file: File, _cur: Current, pt: PollTable): number {
     const ctx = file.private as EventfdCtx;

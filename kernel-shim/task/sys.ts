@@ -46,6 +46,12 @@ function addrOf(a: number | bigint | null | undefined): number {
   return Number.isSafeInteger(a) && a >= 0 ? a : -1;
 }
 
+/** After a blocking read or write at the file position: moves it past what was transferred. */
+function advancePos(file: File, at: number, n: number): number {
+  if (n > 0) file.pos = at + n;
+  return n;
+}
+
 function sizeOf(n: number | bigint): number {
   if (typeof n === 'bigint') return n >= 0n && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : Number.POSITIVE_INFINITY;
   return Number.isSafeInteger(n) && n >= 0 ? n : Number.POSITIVE_INFINITY;
@@ -89,9 +95,17 @@ export class Sys {
   // --- the syscall path -------------------------------------------------------------------------------
 
   /** Entry: the syscall's cost, then a synchronisation point (other threads and processes may run). */
-  async #enter(): Promise<void> {
+  #enter(): Promise<void> | undefined {
     const t = this.#thread;
     t.consume(COST.syscall);
+    if (!t.canPassSync()) return this.#enterSlow();
+    this.#task.running = t;
+    if (this.#task.dead) throw new TaskExit(this.#task.pid);
+    return undefined;
+  }
+
+  async #enterSlow(): Promise<void> {
+    const t = this.#thread;
     await t.sync();
     this.#task.running = t;
     if (this.#task.dead) throw new TaskExit(this.#task.pid);
@@ -183,7 +197,7 @@ export class Sys {
     f?.put();
   }
 
-  async #rw(fd: number, buf: UserBuf, pos: number | undefined, write: boolean): Promise<number> {
+  #rw(fd: number, buf: UserBuf, pos: number | undefined, write: boolean): number | Promise<number> {
     const file = this.#file(fd);
     if (typeof file === 'number') return file;
     if (write ? !file.writable : !file.readable) return E.EBADF;
@@ -195,36 +209,44 @@ export class Sys {
       if (file.inode.kind === 'file' && file.inode.fileKind !== 'reg' && file.ops.llseek === undefined) return E.ESPIPE;
       if (!(pos >= 0)) return E.EINVAL;
     } else if (write && (file.flags & O.APPEND) !== 0) at = file.ops.size?.(file) ?? at;
-    let r = op(file, this.#cur, buf, at);
-    if (typeof r !== 'number') r = await r;
+    const r = op(file, this.#cur, buf, at);
+    if (typeof r !== 'number') return pos === undefined ? r.then((n) => advancePos(file, at, n)) : r;
     if (r > 0 && pos === undefined) file.pos = at + r;
     return r;
   }
 
   /** `read(2)` into `buf` (up to its length, or `len` bytes of it); returns the count read. */
   async read(fd: number, buf: Uint8Array | UserPtr, len?: number): Promise<number> {
-    await this.#enter();
-    return this.#ret(await this.#rw(fd, this.#buf(buf, len), undefined, false), 'read');
+    const e = this.#enter();
+    if (e !== undefined) await e;
+    const r = this.#rw(fd, this.#buf(buf, len), undefined, false);
+    return this.#ret(typeof r === 'number' ? r : await r, 'read');
   }
 
   /** `write(2)` of `data` (a string is written as UTF-8); returns the count written. */
   async write(fd: number, data: Uint8Array | UserPtr | string, len?: number): Promise<number> {
-    await this.#enter();
-    return this.#ret(await this.#rw(fd, this.#buf(data, len), undefined, true), 'write');
+    const e = this.#enter();
+    if (e !== undefined) await e;
+    const r = this.#rw(fd, this.#buf(data, len), undefined, true);
+    return this.#ret(typeof r === 'number' ? r : await r, 'write');
   }
 
   /** `pread64(2)`: reads at `pos` without moving the file position. */
   async pread(fd: number, buf: Uint8Array | UserPtr, pos: number | bigint, len?: number): Promise<number> {
-    await this.#enter();
+    const e = this.#enter();
+    if (e !== undefined) await e;
     const p = sizeOf(pos);
-    return this.#ret(Number.isFinite(p) ? await this.#rw(fd, this.#buf(buf, len), p, false) : E.EINVAL, 'pread');
+    const r = Number.isFinite(p) ? this.#rw(fd, this.#buf(buf, len), p, false) : E.EINVAL;
+    return this.#ret(typeof r === 'number' ? r : await r, 'pread');
   }
 
   /** `pwrite64(2)`: writes at `pos` without moving the file position. */
   async pwrite(fd: number, data: Uint8Array | UserPtr | string, pos: number | bigint, len?: number): Promise<number> {
-    await this.#enter();
+    const e = this.#enter();
+    if (e !== undefined) await e;
     const p = sizeOf(pos);
-    return this.#ret(Number.isFinite(p) ? await this.#rw(fd, this.#buf(data, len), p, true) : E.EINVAL, 'pwrite');
+    const r = Number.isFinite(p) ? this.#rw(fd, this.#buf(data, len), p, true) : E.EINVAL;
+    return this.#ret(typeof r === 'number' ? r : await r, 'pwrite');
   }
 
   /** `lseek(2)`; returns the new position. */
