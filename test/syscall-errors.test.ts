@@ -596,3 +596,40 @@ describe('nanosleep / clock_gettime / kill', () => {
     expect(await victim.exited).toBe(0);
   });
 });
+
+describe('check-order details', () => {
+  it('open(O_CREAT): missing directory ENOENT, existing directory EISDIR after EEXIST (lookup_open, do_open)', async () => {
+    await run(async (sys) => {
+      expect(await err(sys.open('/dev/nodir/x', O.RDWR | O.CREAT))).toBe('ENOENT');
+      expect(await err(sys.open('/dev/newfile', O.RDWR | O.CREAT))).toBe('EACCES');
+      expect(await err(sys.open('/dev', O.RDONLY | O.CREAT))).toBe('EISDIR');
+      expect(await err(sys.open('/dev', O.RDONLY | O.CREAT | O.EXCL))).toBe('EEXIST');
+    });
+  });
+
+  it('mprotect: length 0 is 0 before the prot check; PROT_SEM accepted; GROWSDOWN|GROWSUP EINVAL (do_mprotect_pkey)', async () => {
+    await run(async (sys) => {
+      await sys.mprotect(HOLE, 0, 0x40);
+      const m = await sys.mmap(null, PAGE, RW, ANON);
+      await sys.mprotect(m.addr, PAGE, PROT.READ | 0x8);
+      expect(await err(sys.mprotect(m.addr, PAGE, PROT.READ | 0x0300_0000))).toBe('EINVAL');
+      expect(await err(sys.mprotect(m.addr + 1n, 0, PROT.READ))).toBe('EINVAL');
+      expect(await err(sys.mprotect(m.addr, PAGE, 0x40))).toBe('EINVAL');
+    });
+  });
+
+  it('mlock: a zero RLIMIT_MEMLOCK without CAP_IPC_LOCK is EPERM even for length 0 (can_do_mlock first)', async () => {
+    await run(async (sys) => {
+      expect(await err(sys.mlock(HOLE, 0))).toBe('EPERM');
+    }, { uid: 1000, rlimits: { memlock: 0 } });
+  });
+
+  it('eventfd: lseek is noop_llseek (returns the position), pread/pwrite ESPIPE (no FMODE_PREAD)', async () => {
+    await run(async (sys) => {
+      const efd = await sys.eventfd(3, 0);
+      expect(await sys.lseek(efd, 100, SEEK.SET)).toBe(0);
+      expect(await err(sys.pread(efd, new Uint8Array(8), 0))).toBe('ESPIPE');
+      expect(await err(sys.pwrite(efd, u64(1n), 0))).toBe('ESPIPE');
+    });
+  });
+});

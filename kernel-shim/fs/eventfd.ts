@@ -62,6 +62,8 @@ async function writeBlocking(ctx: EventfdCtx, cur: Current, v: bigint): Promise<
 }
 
 const eventfdOps: FileOperations = {
+  // noop_llseek: lseek succeeds and returns the position; pread stays ESPIPE (no FMODE_PREAD).
+  llseek: (file: File) => file.pos,
   read(file: File, cur: Current, buf: UserBuf): number | Promise<number> {
     const ctx = file.private as EventfdCtx;
     if (buf.length < 8) return E.EINVAL;

@@ -95,6 +95,12 @@ export interface FileOperations {
   write?: (file: File, cur: Current, buf: UserBuf, pos: number) => number | Promise<number>;
   /** Returns the new position or `-errno`; absent: the generic rules over `size`. */
   llseek?: (file: File, offset: number, whence: number) => number;
+  /**
+   * Positional I/O (`pread`/`pwrite`) allowed although the file is not a regular one: Linux's
+   * `FMODE_PREAD`/`FMODE_PWRITE`, which anon-inode files lack unless their driver sets them (VFIO device
+   * fds do). Without it an anon-inode file gives `ESPIPE`, whatever its `llseek`.
+   */
+  pread?: boolean;
   /** `arg` is Linux's `unsigned long`: a value or a user address, as the request defines. */
   ioctl?: (file: File, cur: Current, request: number, arg: bigint) => number | Promise<number>;
   /** Sets up `vma` (its backing and flags) or refuses with `-errno`. */

@@ -39,6 +39,10 @@ const encoder = new TextEncoder();
 const MFD_NAME_MAX_LEN = 249;
 /** The `F_SETFL` flags Linux lets change (`SETFL_MASK`, those dmasim models). */
 const SETFL_MASK = O.APPEND | O.NONBLOCK | O.DIRECT;
+/** `PROT_SEM`, `PROT_GROWSDOWN`, `PROT_GROWSUP` (asm-generic/mman-common.h). */
+const PROT_SEM = 0x8;
+const PROT_GROWSDOWN = 0x0100_0000;
+const PROT_GROWSUP = 0x0200_0000;
 
 function addrOf(a: number | bigint | null | undefined): number {
   if (a === null || a === undefined) return 0;
@@ -162,9 +166,17 @@ export class Sys {
     // Linux reserves the fd first (get_unused_fd_flags), so EMFILE comes before any lookup error.
     if (task.fds.fds().length >= task.fds.limit) return E.EMFILE;
     const r = this.#kernel.vfs.lookup(path, { cred: task.cred, pid: task.pid }, (flags & O.NOFOLLOW) === 0);
-    if (typeof r === 'number') return r === E.ENOENT && (flags & O.CREAT) !== 0 ? E.EACCES : r;
+    if (typeof r === 'number') {
+      if (r !== E.ENOENT || (flags & O.CREAT) === 0) return r;
+      // O_CREAT of a missing name: ENOENT unless its directory exists; then dmasim's file systems refuse.
+      const slash = path.lastIndexOf('/');
+      const parent = this.#kernel.vfs.lookup(slash <= 0 ? '/' : path.slice(0, slash), { cred: task.cred, pid: task.pid }, true);
+      return typeof parent !== 'number' && parent.inode.kind === 'dir' ? E.EACCES : E.ENOENT;
+    }
     const { inode } = r;
     if ((flags & (O.CREAT | O.EXCL)) === (O.CREAT | O.EXCL)) return E.EEXIST;
+    // do_open: O_CREAT on an existing directory is EISDIR.
+    if ((flags & O.CREAT) !== 0 && inode.kind === 'dir') return E.EISDIR;
     if (inode.kind === 'symlink') return E.ELOOP;
     const acc = flags & O.ACCMODE;
     if (inode.kind === 'dir') {
@@ -206,7 +218,8 @@ export class Sys {
     if (op === undefined) return E.EINVAL;
     let at = pos ?? file.pos;
     if (pos !== undefined) {
-      if (file.inode.kind === 'file' && file.inode.fileKind !== 'reg' && file.ops.llseek === undefined) return E.ESPIPE;
+      const ino = file.inode;
+      if (ino.kind === 'file' && ino.fileKind !== 'reg' && file.ops.pread !== true && (ino.fileKind === 'anon' || file.ops.llseek === undefined)) return E.ESPIPE;
       if (!(pos >= 0)) return E.EINVAL;
     } else if (write && (file.flags & O.APPEND) !== 0) at = file.ops.size?.(file) ?? at;
     const r = op(file, this.#cur, buf, at);
@@ -474,15 +487,25 @@ export class Sys {
   /** `mprotect(2)`. */
   async mprotect(addr: number | bigint, length: number | bigint, prot: number): Promise<void> {
     await this.#enter();
+    // do_mprotect_pkey: GROWSDOWN|GROWSUP together EINVAL, unaligned EINVAL, length 0 is 0, wrap ENOMEM,
+    // then arch_validate_prot (READ|WRITE|EXEC|SEM; PROT_SEM means nothing on x86).
+    const grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP);
+    if (grows === (PROT_GROWSDOWN | PROT_GROWSUP)) return void this.#ret(E.EINVAL, 'mprotect');
+    const p = prot & ~grows;
+    const a = addrOf(addr);
+    if (a >= 0 && a % PAGE_SIZE === 0 && sizeOf(length) === 0) return void this.#ret(0, 'mprotect');
     const r = this.#range(addr, length, false);
     if (typeof r === 'number') return void this.#ret(r, 'mprotect');
-    if ((prot & ~(PROT.READ | PROT.WRITE | PROT.EXEC)) !== 0) return void this.#ret(E.EINVAL, 'mprotect');
-    this.#ret(r[1] === 0 ? 0 : this.#task.mm.protect(r[0], r[1], prot), 'mprotect');
+    if ((p & ~(PROT.READ | PROT.WRITE | PROT.EXEC | PROT_SEM)) !== 0) return void this.#ret(E.EINVAL, 'mprotect');
+    this.#ret(r[1] === 0 ? 0 : this.#task.mm.protect(r[0], r[1], p & ~PROT_SEM), 'mprotect');
   }
 
   /** `mlock(2)`: counts against `RLIMIT_MEMLOCK` unless `CAP_IPC_LOCK`. */
   async mlock(addr: number | bigint, length: number | bigint): Promise<void> {
     await this.#enter();
+    // do_mlock: can_do_mlock() first (a zero limit without CAP_IPC_LOCK is EPERM, whatever the range).
+    const task = this.#task;
+    if (task.mm.memlockLimit === 0 && !task.cred.capable('IPC_LOCK')) return void this.#ret(E.EPERM, 'mlock');
     const r = this.#range(addr, length, true);
     if (typeof r === 'number') return void this.#ret(r === E.EINVAL ? E.ENOMEM : r, 'mlock');
     this.#ret(r[1] === 0 ? 0 : this.#task.mm.lock(r[0], r[1], true, this.#task.cred), 'mlock');
