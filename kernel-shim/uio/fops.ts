@@ -11,6 +11,8 @@ import { MAX_UIO_MAPS, UIO_MEM, type UioMem } from './info.ts';
 export interface UioListener {
   readonly dev: UioDevice;
   eventCount: number;
+  /** The wake-up condition of a blocked read, made once per open (not per read). */
+  ready?: () => boolean;
 }
 
 /** Bytes a read or write of `/dev/uioN` must ask for (`sizeof(s32)`). */
@@ -59,28 +61,42 @@ function uioRelease(file: File): void {
  * differing from the listener's is copied out (`EFAULT` leaves the baseline) and returns 4; `O_NONBLOCK`
  * `EAGAIN`; otherwise sleep until an event or unregister (a kill gives `-ERESTARTSYS`).
  */
-async function uioRead(file: File, cur: Current, buf: UserBuf): Promise<number> {
+function uioRead(file: File, cur: Current, buf: UserBuf): number | Promise<number> {
   const l = listenerOf(file);
-  const idev = l.dev;
   if (buf.length !== S32) return E.EINVAL;
+  const r = uioReadNow(file, l, buf);
+  return r !== BLOCK ? r : uioReadBlocking(file, cur, l, buf);
+}
+
+/** Returned by {@link uioReadNow} when the read has to sleep. */
+const BLOCK = 1;
+const countOut = new DataView(new ArrayBuffer(S32));
+const countBytes = new Uint8Array(countOut.buffer);
+
+/** One pass of `uio_read`'s loop: a result, or {@link BLOCK}. */
+function uioReadNow(file: File, l: UioListener, buf: UserBuf): number {
+  const idev = l.dev;
+  const info = idev.info;
+  if (info === null || info.irq === 0) return E.EIO;
+  const count = idev.event;
+  if (count !== l.eventCount) {
+    countOut.setInt32(0, count, true);
+    if (buf.copyOut(countBytes) < 0) return E.EFAULT;
+    l.eventCount = count;
+    return S32;
+  }
+  if ((file.flags & O.NONBLOCK) !== 0) return E.EAGAIN;
+  return BLOCK;
+}
+
+async function uioReadBlocking(file: File, cur: Current, l: UioListener, buf: UserBuf): Promise<number> {
+  const idev = l.dev;
+  l.ready ??= () => idev.info === null || idev.info.irq === 0 || idev.event !== l.eventCount;
   for (;;) {
-    const info = idev.info;
-    if (info === null || info.irq === 0) return E.EIO;
-    const count = idev.event;
-    if (count !== l.eventCount) {
-      const out = new Uint8Array(S32);
-      new DataView(out.buffer).setInt32(0, count, true);
-      if (buf.copyOut(out) < 0) return E.EFAULT;
-      l.eventCount = count;
-      return S32;
-    }
-    if ((file.flags & O.NONBLOCK) !== 0) return E.EAGAIN;
-    const r = await cur.waitEvent(
-      idev.wait,
-      () => idev.info === null || idev.info.irq === 0 || idev.event !== l.eventCount,
-      `read(fd ${fdOf(file, cur)}) on ${file.path}`,
-    );
-    if (r < 0) return E.ERESTARTSYS;
+    const w = await cur.waitEvent(idev.wait, l.ready, `read(fd ${fdOf(file, cur)}) on ${file.path}`);
+    if (w < 0) return E.ERESTARTSYS;
+    const r = uioReadNow(file, l, buf);
+    if (r !== BLOCK) return r;
   }
 }
 
