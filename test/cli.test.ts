@@ -5,20 +5,8 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BENCHMARKS } from '../bench/registry.ts';
 import type { BenchmarkDef, BenchReport } from '../bench/harness.ts';
-import { formatBenchTable, main } from '../cli/main.ts';
-
-interface Ran {
-  code: number;
-  out: string;
-  err: string;
-}
-
-async function cli(...argv: string[]): Promise<Ran> {
-  let out = '';
-  let err = '';
-  const code = await main(argv, { stdout: (t) => void (out += t), stderr: (t) => void (err += t) });
-  return { code, out, err };
-}
+import { formatBenchTable } from '../cli/main.ts';
+import { cli } from './cli-harness.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dmasim-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { createMachine } from '../machine/index.ts';
 import { bootKernel, type Kernel } from '../kernel-shim/kernel.ts';
 import { SysError } from '../kernel-shim/errno.ts';
+import { errnoOf } from './sys-errno.ts';
 import type { Sys } from '../kernel-shim/task/sys.ts';
 import type { SpawnOptions } from '../kernel-shim/task/task.ts';
 import { MAP, O, PROT } from '../kernel-shim/uapi/linux.ts';
@@ -32,16 +33,6 @@ async function runAll(kernel: Kernel, procs: { opts: SpawnOptions; main: (sys: S
   }
 }
 
-async function errno(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof SysError) return e.code;
-    throw e;
-  }
-  return 'success';
-}
-
 /** The pagemap entry of the page at `addr`, read through `/proc/self/pagemap`. */
 async function pagemap(sys: Sys, addr: bigint): Promise<bigint> {
   const fd = await sys.open('/proc/self/pagemap', O.RDONLY);
@@ -60,15 +51,15 @@ describe('isolation', () => {
       opts: user,
       main: async (sys) => {
         // resource<N> is 0600 root: neither mapping the BAR nor reading it
-        expect(await errno(sys.open(`${EDU}/resource0`, O.RDWR))).toBe('EACCES');
-        expect(await errno(sys.open(`${EDU}/resource0`, O.RDONLY))).toBe('EACCES');
+        expect(await errnoOf(sys.open(`${EDU}/resource0`, O.RDWR))).toBe('EACCES');
+        expect(await errnoOf(sys.open(`${EDU}/resource0`, O.RDONLY))).toBe('EACCES');
         // config is 0644: readable, not writable
-        expect(await errno(sys.open(`${EDU}/config`, O.WRONLY))).toBe('EACCES');
+        expect(await errnoOf(sys.open(`${EDU}/config`, O.WRONLY))).toBe('EACCES');
         await sys.close(await sys.open(`${EDU}/config`, O.RDONLY));
         // driver_override and enable are root-writable only
-        expect(await errno(sys.open(`${EDU}/driver_override`, O.WRONLY))).toBe('EACCES');
-        expect(await errno(sys.open(`${EDU}/enable`, O.RDONLY))).toBe('EACCES');
-        expect(await errno(sys.open('/sys/bus/pci/drivers_probe', O.WRONLY))).toBe('EACCES');
+        expect(await errnoOf(sys.open(`${EDU}/driver_override`, O.WRONLY))).toBe('EACCES');
+        expect(await errnoOf(sys.open(`${EDU}/enable`, O.RDONLY))).toBe('EACCES');
+        expect(await errnoOf(sys.open('/sys/bus/pci/drivers_probe', O.WRONLY))).toBe('EACCES');
         // the test device is 0666 by design
         await sys.close(await sys.open('/dev/dmasim-test', O.RDWR));
       },
@@ -109,7 +100,7 @@ describe('isolation', () => {
         expect(code).toBe('EFAULT');
         // a kernel copy from that address in this process: EFAULT too
         const mfd = await sys.memfd_create('m', 0);
-        expect(await errno(sys.write(mfd, { addr: secretAt, length: 4 }))).toBe('EFAULT');
+        expect(await errnoOf(sys.write(mfd, { addr: secretAt, length: 4 }))).toBe('EFAULT');
         // and mapping the same address gives this process its own (zeroed) page
         const mine = await sys.mmap(secretAt, PAGE, RW, ANON | MAP.FIXED_NOREPLACE);
         expect(mine.addr).toBe(secretAt);
@@ -138,10 +129,10 @@ describe('isolation', () => {
       main: async (sys) => {
         userPid = sys.pid;
         await sys.sched_yield();
-        expect(await errno(sys.open(`/proc/${rootPid}/pagemap`, O.RDONLY))).toBe('EACCES');
-        expect(await errno(sys.open(`/proc/${rootPid}/maps`, O.RDONLY))).toBe('EACCES');
-        expect(await errno(sys.readdir(`/proc/${rootPid}/fd`))).toBe('EACCES');
-        expect(await errno(sys.readlink(`/proc/${rootPid}/fd/0`))).toBe('EACCES');
+        expect(await errnoOf(sys.open(`/proc/${rootPid}/pagemap`, O.RDONLY))).toBe('EACCES');
+        expect(await errnoOf(sys.open(`/proc/${rootPid}/maps`, O.RDONLY))).toBe('EACCES');
+        expect(await errnoOf(sys.readdir(`/proc/${rootPid}/fd`))).toBe('EACCES');
+        expect(await errnoOf(sys.readlink(`/proc/${rootPid}/fd/0`))).toBe('EACCES');
         // status is world-readable on Linux too
         await sys.close(await sys.open(`/proc/${rootPid}/status`, O.RDONLY));
         await sys.close(await sys.open('/proc/self/maps', O.RDONLY));
