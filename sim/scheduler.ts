@@ -278,19 +278,14 @@ export class Scheduler {
   }
 
   /**
-   * @internal The fast path of a synchronous access's catch-up: when no event is in the wheel and the first
-   * far event stays beyond the wheel's reach from `time`, moves the clock to `time` and returns true;
-   * otherwise does nothing and returns false (the caller dispatches what is due).
+   * @internal The fast path of a synchronous access's catch-up: when the wheel is empty and no far event is
+   * due by `time`, moves the clock there and returns true; otherwise returns false (the caller dispatches).
    */
   advanceIfIdle(time: number): boolean {
     if (this._inWheel !== 0) return false;
     const h = this._heap[0];
-    if (h !== undefined && h.time < time + WHEEL_SIZE) return false;
-    const d = time - this._now;
-    if (d > 0) {
-      this._now = time;
-      this._nowSlot = (this._nowSlot + (d < WHEEL_SIZE ? d : d % WHEEL_SIZE)) & WHEEL_MASK;
-    }
+    if (h !== undefined && h.time <= time) return false;
+    if (time > this._now) this._advanceBy(time - this._now);
     return true;
   }
 
