@@ -39,10 +39,6 @@ const encoder = new TextEncoder();
 const MFD_NAME_MAX_LEN = 249;
 /** The `F_SETFL` flags Linux lets change (`SETFL_MASK`, those dmasim models). */
 const SETFL_MASK = O.APPEND | O.NONBLOCK | O.DIRECT;
-/** `PROT_SEM`, `PROT_GROWSDOWN`, `PROT_GROWSUP` (asm-generic/mman-common.h). */
-const PROT_SEM = 0x8;
-const PROT_GROWSDOWN = 0x0100_0000;
-const PROT_GROWSUP = 0x0200_0000;
 
 function addrOf(a: number | bigint | null | undefined): number {
   if (a === null || a === undefined) return 0;
@@ -488,16 +484,16 @@ export class Sys {
   async mprotect(addr: number | bigint, length: number | bigint, prot: number): Promise<void> {
     await this.#enter();
     // do_mprotect_pkey: GROWSDOWN|GROWSUP together EINVAL, unaligned EINVAL, length 0 is 0, wrap ENOMEM,
-    // then arch_validate_prot (READ|WRITE|EXEC|SEM; PROT_SEM means nothing on x86).
-    const grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP);
-    if (grows === (PROT_GROWSDOWN | PROT_GROWSUP)) return void this.#ret(E.EINVAL, 'mprotect');
+    // then arch_validate_prot (READ|WRITE|EXEC|SEM; PROT.SEM means nothing on x86).
+    const grows = prot & (PROT.GROWSDOWN | PROT.GROWSUP);
+    if (grows === (PROT.GROWSDOWN | PROT.GROWSUP)) return void this.#ret(E.EINVAL, 'mprotect');
     const p = prot & ~grows;
     const a = addrOf(addr);
     if (a >= 0 && a % PAGE_SIZE === 0 && sizeOf(length) === 0) return void this.#ret(0, 'mprotect');
     const r = this.#range(addr, length, false);
     if (typeof r === 'number') return void this.#ret(r, 'mprotect');
-    if ((p & ~(PROT.READ | PROT.WRITE | PROT.EXEC | PROT_SEM)) !== 0) return void this.#ret(E.EINVAL, 'mprotect');
-    this.#ret(r[1] === 0 ? 0 : this.#task.mm.protect(r[0], r[1], p & ~PROT_SEM), 'mprotect');
+    if ((p & ~(PROT.READ | PROT.WRITE | PROT.EXEC | PROT.SEM)) !== 0) return void this.#ret(E.EINVAL, 'mprotect');
+    this.#ret(r[1] === 0 ? 0 : this.#task.mm.protect(r[0], r[1], p & ~PROT.SEM), 'mprotect');
   }
 
   /** `mlock(2)`: counts against `RLIMIT_MEMLOCK` unless `CAP_IPC_LOCK`. */

@@ -20,8 +20,8 @@ export const F = {
 /** `lseek(2)` whence. */
 export const SEEK = { SET: 0, CUR: 1, END: 2, DATA: 3, HOLE: 4 } as const;
 
-/** `mmap(2)` protections. */
-export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;
+/** `mmap(2)` protections (asm-generic/mman-common.h); `SEM` and the `GROWS*` flags matter only to `mprotect`. */
+export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4, SEM: 0x8, GROWSDOWN: 0x0100_0000, GROWSUP: 0x0200_0000 } as const;
 
 /** `mmap(2)` flags. */
 export const MAP = {
