@@ -1,27 +1,19 @@
-import { bootKernel, type Kernel, type Mapping, type Sys } from '../kernel-shim/index.ts';
-import { DMA_START } from '../device-models/index.ts';
+import { bootKernel, MAP, O, PAGE_SIZE, PROT, type Kernel, type Mapping, type Sys } from '../kernel-shim/index.ts';
+import { DMA_IRQ, DMA_START, EDU_DMA_MASK, EDU_REGS, FACT_IRQ, type EduRegName } from '../device-models/index.ts';
 import type { Machine, MachineConfig } from '../machine/index.ts';
 import type { Scenario, ScenarioContext } from './scenario.ts';
 
-const O_RDONLY = 0;
-const O_WRONLY = 1;
-const O_RDWR = 2;
-const PROT_RW = 3;
-const MAP_SHARED = 1;
-const MAP_PRIVATE_ANON = 0x22;
-const PAGE = 4096;
+const PROT_RW = PROT.READ | PROT.WRITE;
+const MAP_PRIVATE_ANON = MAP.PRIVATE | MAP.ANONYMOUS;
+const PAGE = PAGE_SIZE;
 
-/** edu's registers (spec/devices.md, QEMU `hw/misc/edu.c`). */
-const EDU = { ID: 0x00, LIVENESS: 0x04, FACTORIAL: 0x08, STATUS: 0x20, IRQ_STATUS: 0x24, IRQ_ACK: 0x64, DMA_SRC: 0x80, DMA_DST: 0x88, DMA_COUNT: 0x90, DMA_CMD: 0x98 } as const;
+/** edu's register offsets by name (`device-models/edu/regs.ts`). */
+const EDU = Object.fromEntries(EDU_REGS.map((r) => [r.name, r.offset])) as Record<EduRegName, number>;
+/** STATUS bit 7 and DMA_CMD bits 0-2 (spec/devices.md, QEMU `hw/misc/edu.c`). */
 const STATUS_IRQ_FACT = 0x80;
 const DMA_CMD_START = 0x1;
 const DMA_CMD_TO_RAM = 0x2;
 const DMA_CMD_IRQ = 0x4;
-const IRQ_FACT = 0x1;
-const IRQ_DMA = 0x100;
-
-/** edu's default DMA mask is 28 bits: the reason the machine has 256 MiB. */
-const EDU_DMA_LIMIT = 1n << 28n;
 
 const SECRET = 'victim: my private key is 0xfeedface';
 
@@ -36,7 +28,7 @@ function uioEduMachine(c: MachineConfig): MachineConfig {
 }
 
 async function readText(sys: Sys, path: string): Promise<string> {
-  const fd = await sys.open(path, O_RDONLY);
+  const fd = await sys.open(path, O.RDONLY);
   const buf = new Uint8Array(4096);
   const n = await sys.read(fd, buf);
   await sys.close(fd);
@@ -44,14 +36,14 @@ async function readText(sys: Sys, path: string): Promise<string> {
 }
 
 async function writeText(sys: Sys, path: string, text: string): Promise<void> {
-  const fd = await sys.open(path, O_WRONLY);
+  const fd = await sys.open(path, O.WRONLY);
   await sys.write(fd, text);
   await sys.close(fd);
 }
 
 /** The physical address behind user address `va`, from `/proc/<pid>/pagemap` (PFN in bits 0-54, present bit 63). */
 async function physOf(sys: Sys, pid: number | 'self', va: bigint): Promise<bigint> {
-  const fd = await sys.open(`/proc/${pid}/pagemap`, O_RDONLY);
+  const fd = await sys.open(`/proc/${pid}/pagemap`, O.RDONLY);
   const entry = new Uint8Array(8);
   await sys.pread(fd, entry, (va / BigInt(PAGE)) * 8n);
   await sys.close(fd);
@@ -103,9 +95,9 @@ async function runUioEdu(ctx: ScenarioContext): Promise<void> {
     const size = Number(await readText(sys, `${map0}/size`));
     w(`new_id "1234 11e8": driver -> ${link}, /dev/${uio} (${await readText(sys, `/sys/class/uio/${uio}/name`)} ${await readText(sys, `/sys/class/uio/${uio}/version`)}), maps: ${maps.join(' ')} (map0 ${await readText(sys, `${map0}/addr`)}, ${size >>> 20} MiB: BAR0)`);
 
-    const ufd = await sys.open(`/dev/${uio}`, O_RDWR);
-    const bar: Mapping = await sys.mmap(null, size, PROT_RW, MAP_SHARED, ufd, 0);
-    const cfd = await sys.open(`${dev}/config`, O_RDWR);
+    const ufd = await sys.open(`/dev/${uio}`, O.RDWR);
+    const bar: Mapping = await sys.mmap(null, size, PROT_RW, MAP.SHARED, ufd, 0);
+    const cfd = await sys.open(`${dev}/config`, O.RDWR);
     const id = bar.read32(EDU.ID);
     bar.write32(EDU.LIVENESS, 0x1234_5678);
     const live = bar.read32(EDU.LIVENESS);
@@ -137,7 +129,7 @@ async function runUioEdu(ctx: ScenarioContext): Promise<void> {
     bar.write32(EDU.STATUS, STATUS_IRQ_FACT);
     bar.write32(EDU.FACTORIAL, 10);
     w('factorial: wrote 10 with the completion interrupt on; blocking in read(/dev/uio0)');
-    await interrupt('factorial', IRQ_FACT);
+    await interrupt('factorial', FACT_IRQ);
     const fact = bar.read32(EDU.FACTORIAL);
     w(`10! = ${fact}`);
 
@@ -146,7 +138,7 @@ async function runUioEdu(ctx: ScenarioContext): Promise<void> {
     buf.write32(0, 0);
     await sys.mlock(buf.addr, PAGE);
     const phys = await physOf(sys, 'self', buf.addr);
-    if (phys >= EDU_DMA_LIMIT) throw new Error(`uio-edu: buffer at ${hex(phys)} is beyond edu's 28-bit DMA mask`);
+    if (phys > EDU_DMA_MASK) throw new Error(`uio-edu: buffer at ${hex(phys)} is beyond edu's 28-bit DMA mask`);
     const pattern = new Uint8Array(256);
     for (let i = 0; i < pattern.length; i++) pattern[i] = (i * 7 + 3) & 0xff;
     sys.mem.writeBytes(buf.addr, pattern);
@@ -156,7 +148,7 @@ async function runUioEdu(ctx: ScenarioContext): Promise<void> {
       bar.write64(EDU.DMA_COUNT, BigInt(n));
       bar.write64(EDU.DMA_CMD, BigInt(DMA_CMD_START | DMA_CMD_IRQ | (toRam ? DMA_CMD_TO_RAM : 0)));
       w(`DMA ${what}: ${hex(src)} -> ${hex(dst)}, ${n} bytes`);
-      await interrupt(`DMA ${what}`, IRQ_DMA);
+      await interrupt(`DMA ${what}`, DMA_IRQ);
     };
     w(`buffer at ${hex(buf.addr)}, locked; /proc/self/pagemap says physical ${hex(phys)} (inside edu's 28-bit DMA mask; the device needs the physical address: no IOMMU, no IOVA)`);
     await dma(phys, BigInt(DMA_START), pattern.length, false, 'RAM -> edu');
@@ -189,7 +181,7 @@ async function runUioEdu(ctx: ScenarioContext): Promise<void> {
     await sys.munmap(bar.addr, bar.length);
     await sys.close(ufd);
     const after = new Uint8Array(2);
-    const cfd2 = await sys.open(`${dev}/config`, O_RDONLY);
+    const cfd2 = await sys.open(`${dev}/config`, O.RDONLY);
     await sys.pread(cfd2, after, 4);
     await sys.close(cfd2);
     const cmdAfter = after[0]! | (after[1]! << 8);
