@@ -6,7 +6,9 @@ import { addProcDir, removeProcDir } from './fs/procfs.ts';
 import { UserPages } from './mm/pages.ts';
 import { PciCore } from './pci/core.ts';
 import { IrqCore } from './irq.ts';
+import { DmaApi } from './dma/mapping.ts';
 import { registerTestDevice } from './testdev/index.ts';
+import { loadModule } from './modules.ts';
 import { uioInit } from './uio/core.ts';
 import { uioPciGenericDriver } from './uio/pci-generic.ts';
 import { Sys, type Thread } from './task/sys.ts';
@@ -21,6 +23,8 @@ export interface KernelOptions {
   readonly cmdline?: string;
   /** Adds the test-only character device `/dev/dmasim-test` (uAPI marshalling tests). */
   readonly testDevice?: boolean;
+  /** Modules to load at boot, after the built-in drivers (see `modules.ts`), e.g. `['uio_apex']`. */
+  readonly modules?: readonly string[];
 }
 
 /**
@@ -43,6 +47,8 @@ export class Kernel {
   readonly irq: IrqCore;
   /** Reference and pin counts of every frame given to user memory. */
   readonly userPages: UserPages;
+  /** The DMA API kernel drivers map buffers with. */
+  readonly dma: DmaApi;
   readonly #tasks = new Map<number, Task>();
   #nextPid = 100;
   #nextTid = 1;
@@ -62,11 +68,13 @@ export class Kernel {
     this.log.printk('notice', `Linux version ${this.behaviour.release} (dmasim) #1 SMP`);
     this.log.printk('info', `Command line: ${this.cmdline}`);
     this.irq = new IrqCore(this);
+    this.dma = new DmaApi(this);
     this.pci = new PciCore(this);
     this.pci.enumerate();
     uioInit(this);
     this.pci.registerDriver(uioPciGenericDriver(this));
     if (options.testDevice === true) registerTestDevice(this);
+    for (const m of options.modules ?? []) loadModule(this, m);
   }
 
   /**

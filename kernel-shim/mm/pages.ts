@@ -31,6 +31,14 @@ export class UserPages {
     return f;
   }
 
+  /** Gives the already allocated frame `f` (from the allocator) to the kernel's pages with `storage` and one reference. */
+  adopt(f: number, storage: Uint8Array): void {
+    invariant(this.#refs[f] === 0, () => `adopt of live frame ${f}`);
+    this.#memory.attachFrame(f, storage);
+    this.#refs[f] = 1;
+    this.#live++;
+  }
+
   /** Takes a reference on `f`. */
   get(f: number): void {
     invariant((this.#refs[f] as number) > 0, () => `get of free user frame ${f}`);
