@@ -16,10 +16,16 @@ export interface Behaviour {
   readonly pciEnumKind: boolean;
   /** How enumeration logs a BAR: `reg 0x10: [mem ...]` (up to 6.6) or `BAR 0 [mem ...]` (6.7+). */
   readonly pciBarLogStyle: 'reg' | 'bar';
+  /**
+   * UIO dynamic DMA regions (uio_dmem_genirq, uio_apex) are `UIO_MEM_DMA_COHERENT` with the kernel virtual
+   * address in `addr` (6.9+: user space no longer learns the DMA address); before, `UIO_MEM_PHYS` with the
+   * DMA address in `addr`, which `mmap` maps as a physical address.
+   */
+  readonly uioDmaCoherentMemtype: boolean;
 }
 
 /** The table: one row per version. */
 export const BEHAVIOUR: Readonly<Record<LinuxVersion, Behaviour>> = {
-  '6.1': { release: '6.1.0-dmasim', memfdExecFlags: false, pciEnumKind: false, pciBarLogStyle: 'reg' },
-  '6.12': { release: '6.12.0-dmasim', memfdExecFlags: true, pciEnumKind: true, pciBarLogStyle: 'bar' },
+  '6.1': { release: '6.1.0-dmasim', memfdExecFlags: false, pciEnumKind: false, pciBarLogStyle: 'reg', uioDmaCoherentMemtype: false },
+  '6.12': { release: '6.12.0-dmasim', memfdExecFlags: true, pciEnumKind: true, pciBarLogStyle: 'bar', uioDmaCoherentMemtype: true },
 };

@@ -167,7 +167,8 @@ export class Mapping implements MemoryAccess {
     this.#gen = mm.layoutGen;
     this.#read = vma.prot !== PROT.NONE;
     this.#write = (vma.prot & PROT.WRITE) !== 0;
-    this.#phys = vma.backing.kind === 'io' ? vma.backing.phys : -1;
+    // A PFN mapping of RAM (a UIO PHYS map of a DMA buffer) takes the generic path, which reaches RAM.
+    this.#phys = vma.backing.kind === 'io' && !mm.pages.memory.contains(vma.backing.phys, 1) ? vma.backing.phys : -1;
     const b = vma.backing;
     this.#backing = b;
     this.#frames = b.kind === 'anon' ? b.frames : undefined;

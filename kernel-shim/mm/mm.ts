@@ -291,7 +291,12 @@ export class Mm {
       const r = shmPage(b.obj, m.pgoff + idx, this.pages);
       return typeof r === 'number' ? r : { bytes: r };
     }
-    if (b.kind === 'io') return { phys: b.phys + idx * PAGE_SIZE };
+    if (b.kind === 'io') {
+      // The CPU decodes the physical address: RAM answers below its end, the MMIO router above.
+      const pa = b.phys + idx * PAGE_SIZE;
+      const ram = this.pages.memory;
+      return ram.contains(pa, PAGE_SIZE) ? { bytes: ram.frame(pa / PAGE_SIZE) } : { phys: pa };
+    }
     return E.EFAULT;
   }
 

@@ -88,6 +88,14 @@ export class UserPages {
     return this.#pinned;
   }
 
+  /**
+   * Physical memory (RAM) itself, for a PFN mapping (`io` backing) whose pages are RAM rather than a BAR:
+   * the CPU reaches them as memory, as Linux's `remap_pfn_range` of a RAM pfn does.
+   */
+  get memory(): PhysicalMemory {
+    return this.#memory;
+  }
+
   /** Every frame of physical memory (Linux `totalram_pages`, with no swap). */
   get totalPages(): number {
     return this.#memory.frameCount;

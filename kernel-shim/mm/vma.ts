@@ -24,8 +24,10 @@ export interface ShmObject {
  * What stands behind a VMA:
  * - `anon`: private anonymous memory, one buffer for the whole VMA, a frame per page once faulted in;
  * - `shm`: pages of a {@link ShmObject} starting at `pgoff`;
- * - `io`: device memory at physical address `phys` (a BAR), reached through the machine's MMIO router
- *   (`VM_IO | VM_PFNMAP`: no struct page, nothing to pin, pagemap shows the pfn to root).
+ * - `io`: a PFN mapping of physical address `phys` (`VM_IO | VM_PFNMAP`: no struct page, nothing to pin,
+ *   pagemap shows the pfn to root). The CPU decodes each page's address: device memory (a BAR) goes
+ *   through the machine's MMIO router; RAM (a UIO PHYS map of a DMA buffer, Linux's `remap_pfn_range` of
+ *   a RAM pfn) is read and written as memory. No reference is held on RAM pages mapped this way.
  */
 export type VmaBacking =
   | {
