@@ -7,6 +7,7 @@ import { UserPages } from './mm/pages.ts';
 import { PciCore } from './pci/core.ts';
 import { IrqCore } from './irq.ts';
 import { DmaApi } from './dma/mapping.ts';
+import { IommuCore } from './iommu/core.ts';
 import { registerTestDevice } from './testdev/index.ts';
 import { loadModule } from './modules.ts';
 import { uioInit } from './uio/core.ts';
@@ -49,6 +50,8 @@ export class Kernel {
   readonly userPages: UserPages;
   /** The DMA API kernel drivers map buffers with. */
   readonly dma: DmaApi;
+  /** The IOMMU layer, when the machine has a unit and the command line does not disable it. */
+  readonly iommu: IommuCore | null;
   readonly #tasks = new Map<number, Task>();
   #nextPid = 100;
   #nextTid = 1;
@@ -71,6 +74,7 @@ export class Kernel {
     this.dma = new DmaApi(this);
     this.pci = new PciCore(this);
     this.pci.enumerate();
+    this.iommu = IommuCore.init(this);
     uioInit(this);
     this.pci.registerDriver(uioPciGenericDriver(this));
     if (options.testDevice === true) registerTestDevice(this);

@@ -75,6 +75,8 @@ export function maskLimit(bits: number): number {
 interface DevDma {
   maskBits: number;
   coherentBits: number;
+  /** {@link maskLimit} of `maskBits`, kept for the hot path. */
+  limit: number;
 }
 
 /**
@@ -108,7 +110,7 @@ export class DmaApi {
     let s = this.#state.get(dev);
     if (s === undefined) {
       // PCI devices start with 32-bit masks (pci_setup_device: dev->dma_mask = 0xffffffff).
-      s = { maskBits: 32, coherentBits: 32 };
+      s = { maskBits: 32, coherentBits: 32, limit: maskLimit(32) };
       this.#state.set(dev, s);
     }
     return s;
@@ -117,6 +119,11 @@ export class DmaApi {
   /** The streaming DMA mask, in bits. */
   maskBits(dev: PciDev): number {
     return this.#dev(dev).maskBits;
+  }
+
+  /** The highest bus address the streaming mask allows. */
+  maskLimitOf(dev: PciDev): number {
+    return this.#dev(dev).limit;
   }
 
   /** The coherent DMA mask, in bits. */
@@ -136,7 +143,9 @@ export class DmaApi {
   /** Linux `dma_set_mask`: 0 or `-EIO`. */
   setMask(dev: PciDev, bits: number): number {
     if (!(Number.isInteger(bits) && bits >= 24 && bits <= 64)) return E.EIO;
-    this.#dev(dev).maskBits = bits;
+    const s = this.#dev(dev);
+    s.maskBits = bits;
+    s.limit = maskLimit(bits);
     return 0;
   }
 
@@ -221,9 +230,8 @@ function directOps(kernel: Kernel, api: DmaApi): DmaOps {
   return {
     name: 'dma-direct',
     mapPhys(dev, phys, size, _dir) {
-      const bits = api.maskBits(dev);
-      if (phys + size - 1 > maskLimit(bits)) {
-        overflow(dev, phys, size, bits);
+      if (phys + size - 1 > api.maskLimitOf(dev)) {
+        overflow(dev, phys, size, api.maskBits(dev));
         return DMA_MAPPING_ERROR;
       }
       return phys;
@@ -232,7 +240,7 @@ function directOps(kernel: Kernel, api: DmaApi): DmaOps {
       // Nothing to undo: no bounce buffers.
     },
     mapSg(dev, sg, nents) {
-      const lim = maskLimit(api.maskBits(dev));
+      const lim = api.maskLimitOf(dev);
       for (let i = 0; i < nents; i++) {
         const e = sg[i] as ScatterEntry;
         if (e.phys + e.length - 1 > lim) {
