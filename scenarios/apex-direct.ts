@@ -1,10 +1,10 @@
 import { WaitQueue, type SimProcess } from '../sim/index.ts';
 import {
-  APEX, APEX_COMMAND_SIZE, APEX_IRQ_COUNT, APEX_IRQ_NAMES, APEX_MSIX_TABLE, APEX_OFFSET, APEX_PAGE_TABLE, ApexIrq, ApexOp, HIB_ERROR,
-  type ApexRegName,
+  APEX_COMMAND_SIZE, APEX_IRQ_COUNT, APEX_IRQ_NAMES, APEX_MSIX_TABLE, APEX_PAGE_TABLE, ApexIrq, ApexOp, HIB_ERROR,
 } from '../device-models/index.ts';
 import { REG, createVtdSlPageTable, fmask, formatBdf, frameTableAllocator, type VtdSlPageTable } from '../iommu/index.ts';
-import type { Machine, MachineConfig } from '../machine/index.ts';
+import type { Machine } from '../machine/index.ts';
+import { MATMUL, apexReset, hex, matmulRef, off, poll, rmw64, withApex, type ApexBar } from './apex-common.ts';
 import type { Scenario, ScenarioContext } from './scenario.ts';
 
 /** Message data of source i's MSI-X entry: vector 0x40 + i (gasket's one vector per source). */
@@ -17,26 +17,10 @@ const RING = 256;
 const SLOT = { ring: 0, status: 16, cmd: 32, a: 48, b: 49, c: 50, copySrc: 64, copyDst: 65 } as const;
 /** A slot the driver never maps: the fault-and-reset job points its source here. */
 const UNMAPPED_SLOT = 100;
-/** The matrix multiply: C (M x N int32) = A (M x K int8) B (K x N int8). */
-const M = 8;
-const K = 16;
-const N = 12;
+const { M, K, N } = MATMUL;
 /** Where IOVAs start when the IOMMU translates (one IOVA page per gasket slot mapped). */
 const IOVA_BASE = 0x4000_0000;
 
-const off = (n: ApexRegName): number => APEX_OFFSET[APEX[n]] as number;
-
-function hex(n: number | bigint): string {
-  return `0x${n.toString(16)}`;
-}
-
-/** The configuration with an Apex at 01:00.0 below a root port at 00:1c.0, unless it already has one. */
-function withApex(c: MachineConfig, iommu: boolean): MachineConfig {
-  const base = { ...c, iommu: { ...c.iommu, enabled: iommu } };
-  if (c.pci.devices.some((d) => d.type === 'apex')) return base;
-  const port = c.pci.bridges.some((b) => b.secondaryBus === 1) ? [] : [{ kind: 'root-port' as const, bdf: 0xe0, secondaryBus: 1 }];
-  return { ...base, pci: { ...c.pci, bridges: [...c.pci.bridges, ...port], devices: [...c.pci.devices, { type: 'apex', bdf: 0x0100, acs: false }] } };
-}
 
 /**
  * The bus addresses the Apex's DMA carries: physical addresses with the IOMMU absent (or not translating),
@@ -92,19 +76,8 @@ function vtdIdentity(m: Machine, rid: number): BusMap {
   };
 }
 
-/** C = A B over int8 inputs, int32 results, row-major: the plain computation the device's result must equal. */
-function matmulRef(a: Int8Array, b: Int8Array): Int32Array {
-  const c = new Int32Array(M * N);
-  for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) {
-    let s = 0;
-    for (let k = 0; k < K; k++) s += (a[i * K + k] as number) * (b[k * N + j] as number);
-    c[i * N + j] = s;
-  }
-  return c;
-}
-
 /** The driver: everything apex_driver.c and libedgetpu do for one queue, on BAR2 through machine MMIO. */
-class ApexDirectDriver {
+class ApexDirectDriver implements ApexBar {
   readonly #m: Machine;
   readonly #p: SimProcess;
   readonly #bar2: number;
@@ -153,22 +126,11 @@ class ApexDirectDriver {
   w64(o: number, v: bigint | number): void {
     this.#m.mmio.write64(this.#bar2 + o, BigInt(v));
   }
-  rmw32(o: number, v: number, width: number, shift: number): void {
-    const mask = ((1 << width) - 1) << shift;
-    this.w32(o, ((this.r32(o) & ~mask) | ((v << shift) & mask)) >>> 0);
-  }
   rmw64(o: number, v: bigint, width: number, shift: number): void {
-    const mask = ((1n << BigInt(width)) - 1n) << BigInt(shift);
-    this.w64(o, (this.r64(o) & ~mask) | ((v << BigInt(shift)) & mask));
+    rmw64(this, o, v, width, shift);
   }
-
-  /** gasket's poll, in 1 us steps of virtual time; returns the microseconds it took. */
-  async poll(o: number, mask: number, want: number, what: string): Promise<number> {
-    for (let i = 0; i < 1000; i++) {
-      if ((this.r32(o) & mask) === want) return i;
-      await this.#p.delay(1000);
-    }
-    throw new Error(`apex-direct: ${what} never happened`);
+  delay(ns: number): PromiseLike<unknown> {
+    return this.#p.delay(ns);
   }
 
   /** apex_pci_probe: identity, memory decode + bus mastering, MSI-X enabled. */
@@ -188,28 +150,8 @@ class ApexDirectDriver {
   }
 
   /** apex_reset: enter reset if not in it, then quit it; then both tables initialised. */
-  async reset(): Promise<void> {
-    const SCU_2 = off('SCU_2');
-    const SCU_3 = off('SCU_3');
-    if ((this.r32(SCU_3) & 0x10) === 0) {
-      this.rmw64(off('IDLEGENERATOR'), 0n, 1, 32);
-      this.w64(off('USER_HIB_DMA_PAUSE'), 1);
-      await this.poll(off('USER_HIB_DMA_PAUSED'), 1, 1, 'DMA paused');
-      this.rmw32(SCU_2, 1, 2, 2);
-      this.rmw32(SCU_2, 1, 2, 18);
-      this.rmw32(SCU_3, 3, 2, 14);
-      await this.poll(SCU_3, 0x40, 0x40, 'RAM shutdown');
-      this.#say(`SCU: GCB in reset (SCU_3 ${hex(this.r32(SCU_3))})`);
-    }
-    this.rmw32(SCU_3, 0, 2, 14);
-    this.rmw32(SCU_2, 0, 2, 18);
-    this.rmw32(SCU_2, 2, 2, 2);
-    await this.poll(SCU_3, 0x40, 0, 'RAM power-up');
-    await this.poll(SCU_3, 0x10, 0, 'GCB out of reset');
-    this.rmw32(SCU_3, 2, 2, 26);
-    await this.poll(off('PAGE_TABLE_INIT'), 1, 1, 'page table init');
-    await this.poll(off('MSIX_TABLE_INIT'), 1, 1, 'MSI-X table init');
-    this.#say(`SCU: GCB out of reset (SCU_3 ${hex(this.r32(SCU_3))}), PAGE_TABLE_INIT ${this.r64(off('PAGE_TABLE_INIT'))}, MSIX_TABLE_INIT ${this.r64(off('MSIX_TABLE_INIT'))}`);
+  reset(): Promise<void> {
+    return apexReset(this, this.#say);
   }
 
   /** gasket_interrupt_init: entry i -> vector 0x40 + i on APIC 0, INTVECCTLs, unmask. */
@@ -239,7 +181,7 @@ class ApexDirectDriver {
     this.w64(off('IQ_STATUS_BLOCK_BASE'), SLOT.status << 12);
     this.w64(off('IQ_SIZE'), RING);
     this.w64(off('IQ_CONTROL'), 0b101);
-    await this.poll(off('IQ_STATUS'), 1, 1, 'queue enabled');
+    await poll(this, off('IQ_STATUS'), 1, 1, 'queue enabled');
     this.tail = 0;
     this.w64(off('SC_RUN_CONTROL'), 1);
     this.w64(off('STATUS_BLOCK_UPDATE'), 0);

@@ -2,6 +2,7 @@ import { apexDirect } from './apex-direct.ts';
 import { demo } from './demo.ts';
 import { eduDirect } from './edu-direct.ts';
 import type { Scenario } from './scenario.ts';
+import { uioApex } from './uio-apex.ts';
 import { uioEdu } from './uio-edu.ts';
 
 export type { Printer, Scenario, ScenarioContext } from './scenario.ts';
@@ -12,4 +13,5 @@ export const SCENARIOS: ReadonlyMap<string, Scenario> = new Map<string, Scenario
   ['edu-direct', eduDirect],
   ['apex-direct', apexDirect],
   ['uio-edu', uioEdu],
+  ['uio-apex', uioApex],
 ]);
