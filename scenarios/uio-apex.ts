@@ -38,9 +38,9 @@ async function readMap(sys: Sys, n: number): Promise<UioMap> {
 
 const show = (m: UioMap): string => `${m.name} addr ${hex(m.addr)} size ${m.size >>> 10} KiB`;
 
-/** The scenario's machine: the configuration's, with an Apex and the IOMMU off (as 2018 hosts ran it). */
-function uioApexMachine(c: MachineConfig): MachineConfig {
-  return withApex(c, false);
+/** The scenario's machine: the configuration's with an Apex, the IOMMU off (as 2018 hosts ran it) unless `iommu`. */
+function uioApexMachine(c: MachineConfig, iommu: boolean): MachineConfig {
+  return withApex(c, iommu);
 }
 
 const s32 = (v: number): Uint8Array => new Uint8Array(new Int32Array([v]).buffer);
@@ -142,8 +142,8 @@ async function driver(sys: Sys, m: Machine, w: (t: string) => void): Promise<boo
 }
 
 /** Boots `linux` with uio_apex, runs `main` as root, returns its result and the kernel log's uio_apex lines. */
-async function onKernel<T>(ctx: ScenarioContext, linux: LinuxVersion, main: (sys: Sys, m: Machine, w: (t: string) => void) => Promise<T>): Promise<{ r: T; log: string[] }> {
-  const m = ctx.createMachine(uioApexMachine(ctx.machineConfig));
+async function onKernel<T>(ctx: ScenarioContext, linux: LinuxVersion, iommu: boolean, main: (sys: Sys, m: Machine, w: (t: string) => void) => Promise<T>): Promise<{ r: T; log: string[] }> {
+  const m = ctx.createMachine(uioApexMachine(ctx.machineConfig, iommu));
   const kernel = bootKernel(m, { linux, modules: ['uio_apex'] });
   const w = (t: string): void => ctx.out.line(`[${(m.sim.now / 1000).toFixed(3).padStart(12)} us] apex-uio: ${t}`);
   let r: T | undefined;
@@ -154,6 +154,20 @@ async function onKernel<T>(ctx: ScenarioContext, linux: LinuxVersion, main: (sys
   await m.sim.run();
   if ((await p.exited) !== 0 || r === undefined) throw new Error(`uio-apex: the driver on ${linux} failed`);
   return { r, log: kernel.log.dmesg().split('\n').filter((l) => l.includes('uio_apex')) };
+}
+
+/** On 6.1 with the IOMMU translating: `addr` is an IOVA, and mmap maps that number as a physical address. */
+async function on61Iommu(sys: Sys, m: Machine, w: (t: string) => void): Promise<boolean> {
+  const fd = await sys.open('/dev/uio0', O.RDWR);
+  const q = await readMap(sys, 1);
+  const map = await sys.mmap(null, q.size, PROT_RW, MAP.SHARED, fd, PAGE_SIZE);
+  map.write32(0, 0x1234_5678);
+  const back = map.read32(0);
+  await sys.munmap(map.addr, map.length);
+  await sys.close(fd);
+  const ram = q.addr < BigInt(m.memory.size);
+  w(`opened /dev/uio0: map1 ${show(q)}: an IOVA, right for the page table; but mmap maps it as a physical address (${ram ? 'some other page of RAM' : 'no RAM there'}): wrote 0x12345678, read back ${hex(back)}`);
+  return back !== 0x1234_5678 || ram;
 }
 
 /** On 6.12: what sysfs shows for the same regions. */
@@ -178,17 +192,20 @@ async function on612(sys: Sys, _m: Machine, w: (t: string) => void): Promise<boo
  * re-arms the vectors, fills the gasket page table with the regions' DMA addresses, puts queue 0's ring,
  * status block and command in the queue region and the operands in the data region, submits a matrix
  * multiply, waits on /dev/uio4 (SC_HOST_0: execution completion), acknowledges (W0C), reads the status
- * block after /dev/uio0 (INSTR_QUEUE) and checks C. Then it boots 6.12 to show what changed in 6.9.
+ * block after /dev/uio0 (INSTR_QUEUE) and checks C. Then it boots 6.12 to show what changed in 6.9, and 6.1
+ * with the IOMMU translating to show why: `addr` is then an IOVA, which mmap maps as a physical address.
  */
 async function runUioApex(ctx: ScenarioContext): Promise<void> {
   ctx.out.line('== Linux 6.1, IOMMU off: uio_apex ==');
-  const a = await onKernel(ctx, '6.1', driver);
+  const a = await onKernel(ctx, '6.1', false, driver);
   ctx.out.line('dmesg:');
   for (const l of a.log) ctx.out.line(`  ${l}`);
   ctx.out.line('== Linux 6.12: the same regions (uio_dmem_genirq style, changed in 6.9) ==');
-  const b = await onKernel(ctx, '6.12', on612);
-  ctx.out.line('note: since 6.9 a dynamic region is UIO_MEM_DMA_COHERENT with the kernel address in addr; the DMA address the 6.1 driver programmed is no longer shown (with an IOMMU it was an IOVA, and mmap of it as physical memory mapped the wrong pages)');
-  const ok = a.r && b.r;
+  const b = await onKernel(ctx, '6.12', false, on612);
+  ctx.out.line('== Linux 6.1 with the IOMMU translating: what 6.9 fixed ==');
+  const c = await onKernel(ctx, '6.1', true, on61Iommu);
+  ctx.out.line('note: since 6.9 a dynamic region is UIO_MEM_DMA_COHERENT with the kernel address in addr and is mapped from its pages; the DMA address the 6.1 driver programmed is no longer shown (behind an IOMMU it was an IOVA, which mmap took for a physical address)');
+  const ok = a.r && b.r && c.r;
   ctx.out.line(ok ? 'OK' : 'FAILED');
   if (!ok) throw new Error('uio-apex: a check failed');
 }

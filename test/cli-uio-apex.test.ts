@@ -23,6 +23,7 @@ describe('dmasim run uio-apex', () => {
     expect(a.out).toMatch(/uio_apex 0000:01:00\.0: 13 MSI-X vectors, 13 UIO devices/);
     expect(a.out).toMatch(/== Linux 6\.12[^\n]*\n[^\n]*map1 apex_queue addr 0xffff8880[0-9a-f]{8} size 64 KiB/);
     expect(a.out).toMatch(/map1 addr is a kernel virtual address \(memtype DMA_COHERENT\)/);
+    expect(a.out).toMatch(/== Linux 6\.1 with the IOMMU translating[^\n]*\n[^\n]*map1 apex_queue addr 0x[0-9a-f]+ size 64 KiB: an IOVA[^\n]*wrote 0x12345678, read back 0xffffffff/);
     expect(a.out).toMatch(/\nOK\n$/);
     // Deterministic: the same run prints the same story, to the nanosecond.
     expect((await cli('run', 'uio-apex')).out).toBe(a.out);

@@ -7,7 +7,7 @@ import { MAP, O, PAGE_SIZE, POLL, PROT } from '../kernel-shim/uapi/linux.ts';
 import { DMEM_MAP_ERROR } from '../kernel-shim/uio/apex-dmem.ts';
 import { PAGE_OFFSET } from '../kernel-shim/dma/mapping.ts';
 import type { LinuxVersion } from '../kernel-shim/versions.ts';
-import type { Machine } from '../machine/index.ts';
+import type { Machine, MachineConfigInput } from '../machine/index.ts';
 import { withMachine } from '../userspace/index.ts';
 import { errnoOf } from './sys-errno.ts';
 
@@ -29,8 +29,8 @@ interface Ctx {
 }
 
 /** Runs `body` as root on a booted machine (leak-checked by withMachine) and expects it to return 0. */
-async function onApex(body: (c: Ctx) => Promise<number>, linux: LinuxVersion = '6.1'): Promise<void> {
-  await withMachine(CONFIG, async ({ machine, kernel, spawn, run }) => {
+async function onApex(body: (c: Ctx) => Promise<number>, linux: LinuxVersion = '6.1', config: MachineConfigInput = CONFIG): Promise<void> {
+  await withMachine(config, async ({ machine, kernel, spawn, run }) => {
     const p = spawn('apex-uio', (sys) => body({ sys, machine, kernel }));
     await run();
     expect(await p.exited).toBe(0);
@@ -236,6 +236,26 @@ describe('uio_apex: coherent DMA regions on /dev/uio0', () => {
       await sys.munmap(m.addr, m.length);
       return 0;
     }, '6.1');
+  });
+
+  it('6.1 behind a translating IOMMU: addr is an IOVA, and mmap maps whatever sits at that physical address, not the buffer', async () => {
+    await onApex(async ({ sys, machine, kernel }) => {
+      const fd = await sys.open('/dev/uio0', O.RDWR);
+      const iova = Number(await cat(sys, '/sys/class/uio/uio0/maps/map1/addr'));
+      const pdev = kernel.pci.device('0000:01:00.0');
+      const dom = pdev === undefined ? undefined : kernel.iommu?.groupOf(pdev)?.defaultDomain;
+      const phys = dom === undefined ? -1 : (kernel.iommu?.iovaToPhys(dom, iova) ?? -1);
+      expect(phys).toBeGreaterThanOrEqual(0);
+      expect(phys).not.toBe(iova);
+      // The IOVA lies above the 256 MiB of RAM: the PFN mapping reaches no memory (reads all-ones, writes dropped).
+      expect(iova).toBeGreaterThanOrEqual(machine.memory.size);
+      const m = await sys.mmap(null, 64 << 10, PROT_RW, MAP.SHARED, fd, PAGE_SIZE);
+      m.write32(0, 0xabcd_1234);
+      expect(m.read32(0)).toBe(0xffff_ffff);
+      expect(machine.memory.read32(phys)).toBe(0);
+      await sys.munmap(m.addr, m.length);
+      return 0;
+    }, '6.1', { ...CONFIG, iommu: { enabled: true } });
   });
 
   it('6.12 shows the kernel virtual address (DMA_COHERENT); mmap maps the buffer pages', async () => {
