@@ -9,6 +9,7 @@ import './iommu.bench.ts';
 import './pci.bench.ts';
 import './apex.bench.ts';
 import './kernel.bench.ts';
+import './dmaapi.bench.ts';
 
 export { BENCHMARKS, selectBenchmarks } from './registry.ts';
 export { runBenchmark, RUNS, type BenchmarkDef, type BenchReport, type RunResult } from './harness.ts';

@@ -38,6 +38,7 @@ function program(io: CliIo, setStatus: (status: number) => void): Command {
     .option('--seed <n>', 'seed of the machine generator (overrides the machine configuration)', parseSeed)
     .option('--trace <file>', 'write a Chrome trace of the run (open it in https://ui.perfetto.dev)')
     .option('--machine <file>', 'machine configuration (JSON)')
+    .option('--iommu', 'for scenarios that offer it (uio-edu): run on a machine whose IOMMU translates')
     .addHelpText(
       'after',
       () =>

@@ -13,6 +13,8 @@ export interface RunCommandOptions {
   readonly seed?: number;
   readonly trace?: string;
   readonly machine?: string;
+  /** `--iommu`: the scenario runs with its IOMMU variant. */
+  readonly iommu?: boolean;
 }
 
 /** The registered scenarios as help lines. */
@@ -126,6 +128,7 @@ export async function runCommand(name: string, options: RunCommandOptions, io: C
     if (looksLikeModule(name)) return runModule(name, options, io);
     throw new CliError(`unknown scenario '${name}'; registered scenarios:\n${scenarioList()}`);
   }
+  if (options.iommu === true && scenario.iommuVariant !== true) throw new CliError(`scenario '${name}' has no --iommu variant`);
   const config = readMachineConfig(options.machine);
   const machineConfig = { ...config, seed: options.seed ?? config.seed };
   const fd = openTrace(options.trace);
@@ -135,6 +138,7 @@ export async function runCommand(name: string, options: RunCommandOptions, io: C
     seed: machineConfig.seed,
     machineConfig,
     traceFile: options.trace,
+    iommu: options.iommu === true,
     createMachine(config?: MachineConfigInput): Machine {
       const m = createMachine(config ?? machineConfig);
       if (fd !== undefined && recording === undefined) recording = m.recordChromeTrace(sink);

@@ -13,6 +13,8 @@ export interface ScenarioContext {
   readonly machineConfig: MachineConfig;
   /** The `--trace FILE` option: the Chrome trace of the first machine created goes there. */
   readonly traceFile: string | undefined;
+  /** The `--iommu` option: a scenario with an IOMMU variant ({@link Scenario.iommuVariant}) runs it. */
+  readonly iommu: boolean;
   /**
    * Builds a machine from {@link machineConfig}, or from `config` when given (a scenario that needs devices
    * adds them to the configuration); the first one is traced when {@link traceFile} is set.
@@ -26,6 +28,8 @@ export interface ScenarioContext {
 export interface Scenario {
   /** One line for `dmasim run --help` and the unknown-scenario message. */
   readonly description: string;
+  /** Whether it has an IOMMU variant (`--iommu`); without one the option is refused. */
+  readonly iommuVariant?: boolean;
   /** Runs it; a thrown error fails the run (exit status 1). */
   run(ctx: ScenarioContext): Promise<void> | void;
 }

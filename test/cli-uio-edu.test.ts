@@ -34,4 +34,27 @@ describe('dmasim run uio-edu', () => {
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/inside edu's 28-bit DMA mask/);
   });
+
+  it('--iommu: the same driver on a translating IOMMU; every DMA to a pagemap address faults, logged as Linux logs it', async () => {
+    const a = await cli('run', 'uio-edu', '--iommu');
+    expect(a.err).toBe('');
+    expect(a.code).toBe(0);
+    expect(a.out).toMatch(/default domain of type DMA \(translated; strict invalidation\)/);
+    expect(a.out).toMatch(/10! = 3628800/);
+    expect(a.out).toMatch(/kernel: DMAR: \[DMA Read NO_PASID\] Request device \[00:03\.0\] fault addr 0x[0-9a-f]+ \[fault reason 0x06\] PTE Read access is not set/);
+    expect(a.out).toMatch(/kernel: DMAR: \[DMA Write NO_PASID\] Request device \[00:03\.0\] fault addr 0x[0-9a-f]+ \[fault reason 0x05\] PTE Write access is not set/);
+    expect(a.out).toMatch(/DMAR: DRHD: handling fault status reg 2\n/);
+    expect(a.out).toMatch(/our buffer holds none of the victim's bytes/);
+    expect(a.out).toMatch(/victim: its memory now reads "victim: my private key is 0xfeedface"/);
+    expect(a.out).toMatch(/the IOMMU recorded 6 faults/);
+    expect(a.out).toMatch(/UIO and an IOMMU do not mix/);
+    expect(a.out).toMatch(/: OK\n$/);
+    expect((await cli('run', 'uio-edu', '--iommu')).out).toBe(a.out);
+  });
+
+  it('refuses --iommu for a scenario without that variant', async () => {
+    const r = await cli('run', 'apex-direct', '--iommu');
+    expect(r.code).not.toBe(0);
+    expect(r.err).toMatch(/scenario 'apex-direct' has no --iommu variant/);
+  });
 });

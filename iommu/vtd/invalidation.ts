@@ -68,6 +68,8 @@ export class InvalidationQueue {
   readonly #s: VtdState;
   readonly #host: QiHost;
   readonly #step: () => void;
+  /** The reusable timer of {@link #step}, when the clock offers one. */
+  readonly #timer: { schedule(delayNs: number): void } | undefined;
   #on = false;
   #base = 0;
   #size = 0;
@@ -90,6 +92,7 @@ export class InvalidationQueue {
       this.#pending = false;
       if (this.#processOne()) this.kick();
     };
+    this.#timer = s.clock.timer?.(this.#step, s.priority);
   }
 
   /** GSTS.QIES: queued invalidation is enabled (register-based invalidation is then ignored). */
@@ -145,7 +148,8 @@ export class InvalidationQueue {
       while (this.#processOne());
     } else {
       this.#pending = true;
-      s.clock.schedule(s.qiNs, this.#step, s.priority);
+      if (this.#timer !== undefined) this.#timer.schedule(s.qiNs);
+      else s.clock.schedule(s.qiNs, this.#step, s.priority);
     }
   }
 

@@ -7,6 +7,8 @@ import { Priority, type MsiSink, type PhysicalMemory, type Stats, type TraceBus 
 export interface VtdClock {
   readonly now: number;
   schedule(delayNs: number, cb: () => void, priority?: number): unknown;
+  /** A reusable timer (the simulator's), so that a busy queue schedules without allocating; optional. */
+  timer?(cb: () => void, priority?: number): { schedule(delayNs: number): void };
 }
 
 /** Configuration of a {@link VtdUnit}. Every field but the wiring has a default ({@link VTD_DEFAULTS}). */
