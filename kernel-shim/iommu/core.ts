@@ -205,16 +205,16 @@ export class IommuCore {
    */
   attachGroup(d: IommuDomain, g: IommuGroupK, cpu?: SimProcess): number {
     if (d.freed || d.isDma) return E.EINVAL;
-    if (g.domain !== undefined && g.domain !== g.defaultDomain && g.domain !== d) return E.EBUSY;
+    if (g.domain !== undefined && g.domain !== g.defaultDomain && g.domain !== g.blockingDomain && g.domain !== d) return E.EBUSY;
     if (g.domain === d) return 0;
     this.#attach(d, g, cpu);
     return 0;
   }
 
-  /** Linux `iommu_detach_group`: `g` goes back to its default domain. */
+  /** Linux `iommu_detach_group`: `g` goes back to its default domain (its blocking domain while it has a DMA owner). */
   detachGroup(d: IommuDomain, g: IommuGroupK, cpu?: SimProcess): void {
     if (g.domain !== d) return;
-    const def = g.defaultDomain;
+    const def = g.owner !== undefined ? (g.blockingDomain ?? g.defaultDomain) : g.defaultDomain;
     if (def !== undefined) this.#attach(def, g, cpu);
     else {
       for (const rid of g.rids) this.unit.clearContext(rid, cpu);
@@ -283,6 +283,58 @@ export class IommuCore {
   /** Frees table pages a gather collected, once their invalidation completed (flush queues). */
   releaseTablePages(gather: IotlbGather): void {
     releaseGather(gather, this.#tables);
+  }
+
+  // --- DMA ownership (Linux 5.19+: VFIO and iommufd claim a group; kernel DMA drivers use its default domain)
+
+  /**
+   * Linux `iommu_device_use_default_domain`, at the probe of a driver that uses the DMA API: `-EBUSY` when
+   * a user-space owner holds the group (or it is attached to another domain); else counts the user.
+   */
+  useDefaultDomain(dev: PciDev): number {
+    const g = this.#byDev.get(dev);
+    if (g === undefined) return 0;
+    if (g.ownerCount !== 0 && (g.domain !== g.defaultDomain || g.owner !== undefined)) return E.EBUSY;
+    g.ownerCount++;
+    return 0;
+  }
+
+  /** Linux `iommu_device_unuse_default_domain`, at that driver's unbind. */
+  unuseDefaultDomain(dev: PciDev): void {
+    const g = this.#byDev.get(dev);
+    if (g !== undefined && g.ownerCount > 0 && g.owner === undefined) g.ownerCount--;
+  }
+
+  /**
+   * Linux `iommu_group_claim_dma_owner`: `-EPERM` when any kernel driver uses the group's default domain
+   * or another owner holds it, `-EBUSY` when the group is attached to a non-default domain; otherwise the
+   * group is attached to a blocking domain (its devices' DMA faults until the owner attaches a domain of
+   * its own) and belongs to `owner`.
+   */
+  claimDmaOwner(g: IommuGroupK, owner: unknown, cpu?: SimProcess): number {
+    if (owner === undefined) return E.EINVAL;
+    if (g.ownerCount !== 0) return E.EPERM;
+    if (g.domain !== undefined && g.domain !== g.defaultDomain) return E.EBUSY;
+    const blocking = this.#blocking(g);
+    if (blocking === null) return E.ENOMEM;
+    this.#attach(blocking, g, cpu);
+    g.owner = owner;
+    g.ownerCount = 1;
+    return 0;
+  }
+
+  /** Linux `iommu_group_release_dma_owner`: back to the default domain, no owner. */
+  releaseDmaOwner(g: IommuGroupK, cpu?: SimProcess): void {
+    if (g.owner === undefined) return;
+    g.owner = undefined;
+    g.ownerCount = 0;
+    if (g.defaultDomain !== undefined) this.#attach(g.defaultDomain, g, cpu);
+  }
+
+  /** The group's blocking domain (made on first use, as `__iommu_group_alloc_blocking_domain`). */
+  #blocking(g: IommuGroupK): IommuDomain | null {
+    g.blockingDomain ??= this.allocDomain('BLOCKED') ?? undefined;
+    return g.blockingDomain ?? null;
   }
 
   /** Linux `iommu_iova_to_phys`: -1 when unmapped; the IOVA itself in a pass-through domain. */

@@ -23,7 +23,12 @@ export class IommuGroupK {
   defaultDomain: IommuDomain | undefined;
   /** The domain attached now (the default one unless an owner attached another). */
   domain: IommuDomain | undefined;
-  /** Who claimed DMA ownership (`iommu_group_claim_dma_owner`), and how many times. */
+  /** The blocking domain an owner's claim attaches (made on first claim). */
+  blockingDomain: IommuDomain | undefined;
+  /**
+   * Who claimed DMA ownership (`iommu_group_claim_dma_owner`); `ownerCount` counts it, or (without an
+   * owner) the kernel drivers using the default domain (`iommu_device_use_default_domain`).
+   */
   owner: unknown = undefined;
   ownerCount = 0;
 

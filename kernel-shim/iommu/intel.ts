@@ -280,7 +280,8 @@ export class IntelIommu {
     this.#mem.write64(a + 8, BigInt(aw) | (BigInt(did) << 8n));
     this.#mem.write64(a, BigInt(pgd) | (BigInt(tt) << 2n) | 1n);
     if (this.caps.cachingMode) {
-      this.#postCtx(3, did, rid);
+      // The not-present entry may be cached with domain id 0 (Linux flushes the context with did 0).
+      this.#postCtx(3, 0, rid);
       this.#postIotlb(2, did, 0, 0, false);
       this.#sync(cpu);
     }

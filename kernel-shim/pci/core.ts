@@ -143,14 +143,22 @@ export class PciCore {
   }
 
   /**
-   * Linux `__driver_probe_device` + `really_probe`: `-EBUSY` if the device has a driver; else the probe's
-   * result. A failed probe leaves the device unbound, logged unless it is `-ENODEV`/`-ENXIO` (a rejected match).
+   * Linux `__driver_probe_device` + `really_probe`: `-EBUSY` if the device has a driver, or if the driver
+   * uses the DMA API and a user-space owner holds the device's IOMMU group; else the probe's result. A failed probe leaves the device unbound, logged unless it is `-ENODEV`/`-ENXIO` (a rejected match).
    */
   async probe(entry: PciDriverEntry, dev: PciDev, id: PciDeviceId): Promise<number> {
     if (dev.driver !== undefined) return E.EBUSY;
+    // pci_dma_configure: a driver that uses the DMA API takes the group's default domain first.
+    const managed = entry.driver.driverManagedDma === true;
+    const iommu = this.kernel.iommu;
+    if (!managed && iommu !== null) {
+      const u = iommu.useDefaultDomain(dev);
+      if (u < 0) return u;
+    }
     dev.driver = entry.driver;
     const r = await entry.driver.probe(dev, id);
     if (r < 0) {
+      if (!managed) iommu?.unuseDefaultDomain(dev);
       dev.driver = undefined;
       dev.driverData = undefined;
       if (r !== E.ENODEV && r !== E.ENXIO) {
@@ -169,6 +177,7 @@ export class PciCore {
     if (drv === undefined) return;
     const entry = this.#drivers.get(drv.name);
     await drv.remove(dev);
+    if (drv.driverManagedDma !== true) this.kernel.iommu?.unuseDefaultDomain(dev);
     dev.driver = undefined;
     dev.driverData = undefined;
     if (entry !== undefined) {

@@ -24,6 +24,12 @@ export interface PciDriver {
   readonly idTable?: readonly PciDeviceId[];
   probe(dev: PciDev, id: PciDeviceId): number | Promise<number>;
   remove(dev: PciDev): void | Promise<void>;
+  /**
+   * Linux `driver_managed_dma`: the driver does not use the DMA API's default domain (vfio-pci,
+   * pci-stub); without it, binding claims the default domain (`iommu_device_use_default_domain`) and fails
+   * with `-EBUSY` while a user-space owner holds the device's IOMMU group.
+   */
+  readonly driverManagedDma?: boolean;
 }
 
 /** The id `pci_device_id_any` a `driver_override` match probes with. */
