@@ -1,4 +1,4 @@
-import { bootKernel, MAP, O, PAGE_SIZE, PROT, type LinuxVersion, type Mapping, type Sys } from '../kernel-shim/index.ts';
+import { bootKernel, MAP, O, PAGE_SIZE, POLL, PROT, type LinuxVersion, type Mapping, type PollFd, type Sys } from '../kernel-shim/index.ts';
 import { APEX_COMMAND_SIZE, APEX_PAGE_TABLE, ApexOp } from '../device-models/index.ts';
 import type { Machine, MachineConfig } from '../machine/index.ts';
 import { MATMUL, apexReset, hex, matmulRef, off, poll, withApex, type ApexBar } from './apex-common.ts';
@@ -45,8 +45,12 @@ function uioApexMachine(c: MachineConfig, iommu: boolean): MachineConfig {
 
 const s32 = (v: number): Uint8Array => new Uint8Array(new Int32Array([v]).buffer);
 
-/** The user-space driver: everything libedgetpu does for one job, through /dev/uio0, uio4 and uio12. */
-async function driver(sys: Sys, m: Machine, w: (t: string) => void): Promise<boolean> {
+/**
+ * The user-space driver: everything libedgetpu does for one job, through /dev/uio0, uio4 and uio12. With
+ * `translating` (the IOMMU on) the job is expected to fail: the device reaches the buffers by IOVA, but the
+ * CPU's mapping of that number as a physical address misses them, so the device reads a zeroed ring.
+ */
+async function driver(sys: Sys, m: Machine, w: (t: string) => void, translating: boolean): Promise<boolean> {
   const names: string[] = [];
   const nodes = (await sys.readdir('/sys/class/uio')).sort((x, y) => Number(x.slice(3)) - Number(y.slice(3)));
   for (const u of nodes) names.push(`${u} ${await readText(sys, `/sys/class/uio/${u}/name`)}`);
@@ -110,9 +114,27 @@ async function driver(sys: Sys, m: Machine, w: (t: string) => void): Promise<boo
   qmap.write64(Q.ring * PAGE_SIZE, BigInt(dev.q(Q.cmd)));
   qmap.write32(Q.ring * PAGE_SIZE + 8, APEX_COMMAND_SIZE);
   bar.w64(off('IQ_TAIL'), 1);
-  w(`MATMUL_I8 ${M}x${K} * ${K}x${N}: command at device ${hex(dev.q(Q.cmd))}, A/B/C at ${hex(dev.d(D.a))}/${hex(dev.d(D.b))}/${hex(dev.d(D.c))}; doorbell IQ_TAIL = 1; blocking in read(/dev/uio4)`);
+  w(`MATMUL_I8 ${M}x${K} * ${K}x${N}: command at device ${hex(dev.q(Q.cmd))}, A/B/C at ${hex(dev.d(D.a))}/${hex(dev.d(D.b))}/${hex(dev.d(D.c))}; doorbell IQ_TAIL = 1; blocking in poll(/dev/uio4, /dev/uio12)`);
 
+  const finish = async (): Promise<UioMap> => {
+    for (const map of [regs, qmap, dmap]) await sys.munmap(map.addr, map.length);
+    for (const fd of [u0, u4, u12]) await sys.close(fd);
+    const after = await readMap(sys, 1);
+    w(`unmapped and closed: map1 ${show(after)} (the last close freed the regions)`);
+    return after;
+  };
   const cnt = new Uint8Array(4);
+  const waitFor: PollFd[] = [{ fd: u4, events: POLL.IN }, { fd: u12, events: POLL.IN }];
+  await sys.poll(waitFor, -1);
+  if (((waitFor[1]?.revents ?? 0) & POLL.IN) !== 0) {
+    await sys.read(u12, cnt);
+    const hib = bar.r64(off('HIB_ERROR_STATUS'));
+    bar.w64(off('FATAL_ERR_INT_CONTROL'), 0);
+    bar.w64(off('FATAL_ERR_INT_STATUS'), 0);
+    w(`/dev/uio12 (apex_fatal_err) event ${new DataView(cnt.buffer).getInt32(0, true)}: HIB_ERROR_STATUS ${hex(hib)} (length-0 DMA), IQ_STATUS ${hex(bar.r64(off('IQ_STATUS')))}; the device read the real, zeroed ring through the IOMMU, while the CPU wrote to physical ${hex(qm.addr)}: ${qm.addr < BigInt(m.memory.size) ? 'some other page' : 'no RAM there'}`);
+    await finish();
+    return translating;
+  }
   await sys.read(u4, cnt);
   const ev4 = new DataView(cnt.buffer).getInt32(0, true);
   // libedgetpu: clear SC_HOST_0's status first (W0C), then read its count.
@@ -134,11 +156,8 @@ async function driver(sys: Sys, m: Machine, w: (t: string) => void): Promise<boo
   w(`C matches the TypeScript product in ${same}/${got.length} elements (C[0][0] = ${got[0]}, C[${M - 1}][${N - 1}] = ${got[M * N - 1]})`);
   const fatalEvents = Number(await readText(sys, `/sys/class/uio/uio${UIO.fatal}/event`));
 
-  for (const map of [regs, qmap, dmap]) await sys.munmap(map.addr, map.length);
-  for (const fd of [u0, u4, u12]) await sys.close(fd);
-  const after = await readMap(sys, 1);
-  w(`unmapped and closed: map1 ${show(after)} (the last close freed the regions)`);
-  return same === got.length && head === 1 && fatal === 0 && count === 1 && fatalEvents === 0 && after.addr === before.addr;
+  const after = await finish();
+  return !translating && same === got.length && head === 1 && fatal === 0 && count === 1 && fatalEvents === 0 && after.addr === before.addr;
 }
 
 /** Boots `linux` with uio_apex, runs `main` as root, returns its result and the kernel log's uio_apex lines. */
@@ -194,10 +213,11 @@ async function on612(sys: Sys, _m: Machine, w: (t: string) => void): Promise<boo
  * multiply, waits on /dev/uio4 (SC_HOST_0: execution completion), acknowledges (W0C), reads the status
  * block after /dev/uio0 (INSTR_QUEUE) and checks C. Then it boots 6.12 to show what changed in 6.9, and 6.1
  * with the IOMMU translating to show why: `addr` is then an IOVA, which mmap maps as a physical address.
+ * With `--iommu` the first run is behind the translating IOMMU too, and its job faults (FATAL_ERR).
  */
 async function runUioApex(ctx: ScenarioContext): Promise<void> {
-  ctx.out.line('== Linux 6.1, IOMMU off: uio_apex ==');
-  const a = await onKernel(ctx, '6.1', false, driver);
+  ctx.out.line(ctx.iommu ? '== Linux 6.1, IOMMU translating (--iommu): uio_apex ==' : '== Linux 6.1, IOMMU off: uio_apex ==');
+  const a = await onKernel(ctx, '6.1', ctx.iommu, (sys, m, w) => driver(sys, m, w, ctx.iommu));
   ctx.out.line('dmesg:');
   for (const l of a.log) ctx.out.line(`  ${l}`);
   ctx.out.line('== Linux 6.12: the same regions (uio_dmem_genirq style, changed in 6.9) ==');
@@ -214,4 +234,5 @@ async function runUioApex(ctx: ScenarioContext): Promise<void> {
 export const uioApex: Scenario = {
   description: 'the Apex through uio_apex (the 2018 UIO proposal) on 6.1, IOMMU off: coherent regions from sysfs, reset, page table, matmul completed on /dev/uio4; what 6.12 shows instead',
   run: runUioApex,
+  iommuVariant: true,
 };

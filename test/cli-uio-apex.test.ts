@@ -29,6 +29,16 @@ describe('dmasim run uio-apex', () => {
     expect((await cli('run', 'uio-apex')).out).toBe(a.out);
   });
 
+  it('--iommu: the same driver behind a translating IOMMU; the CPU misses the buffers, the device reads a zeroed ring and FATAL_ERR arrives on /dev/uio12', async () => {
+    const r = await cli('run', 'uio-apex', '--iommu');
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/== Linux 6\.1, IOMMU translating \(--iommu\): uio_apex ==/);
+    expect(r.out).toMatch(/\/dev\/uio12 \(apex_fatal_err\) event 1: HIB_ERROR_STATUS 0x2000 \(length-0 DMA\), IQ_STATUS 0x3/);
+    expect(r.out).not.toMatch(/C matches/);
+    expect(r.out).toMatch(/\nOK\n$/);
+  });
+
   it('turns the IOMMU off even when the configuration enables it', async () => {
     const m = join(dir, 'm.json');
     writeFileSync(m, JSON.stringify({ iommu: { enabled: true } }));
