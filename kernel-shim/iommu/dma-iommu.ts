@@ -96,7 +96,9 @@ export class IommuDma {
       const pfn = c.iovad.allocFast(pages, PFN_32BIT);
       if (pfn >= 0) return pfn;
       this.#sacOff.add(dev);
-      this.#core.kernel.log.printk('notice', `${dev.driver?.name ?? 'pci'} ${dev.name}: Using ${Math.ceil(Math.log2(limit + 1))}-bit DMA addresses`);
+      // bits_per(dma_limit) after the limit was clamped to the aperture (force_aperture): 48, not the mask's 64.
+      const bits = Math.ceil(Math.log2((limitPfn + 1) * PAGE));
+      this.#core.kernel.log.printk('notice', `${dev.driver?.name ?? 'pci'} ${dev.name}: Using ${bits}-bit DMA addresses`);
     }
     return c.iovad.allocFast(pages, limitPfn);
   }
