@@ -4,7 +4,7 @@ import type { IommuDomain } from './domain.ts';
 import { QI_POLL_NS } from './intel.ts';
 import type { IovaDomain } from './iova.ts';
 
-/** Entries one flush queue holds (Linux `IOVA_DEFAULT_FQ_SIZE`). */
+/** Slots of one flush queue's ring (Linux `IOVA_DEFAULT_FQ_SIZE`); one stays free, so it holds 255 entries. */
 export const FQ_SIZE = 256;
 /** Virtual ns after the first queued entry at which the queue is flushed (Linux `IOVA_FQ_TIMEOUT`, 10 ms). */
 export const FQ_TIMEOUT_NS = 10_000_000;
@@ -59,9 +59,12 @@ export class FlushQueue {
     return false;
   }
 
-  /** Linux `queue_iova`: flush first if full, then queue; the first entry starts the timer. */
+  /**
+   * Linux `queue_iova`: flush first if full, then queue; the first entry starts the timer. The ring keeps
+   * one slot free to tell full from empty (`fq_full`: `tail + 1 == head`), so it holds `FQ_SIZE - 1`.
+   */
   queue(pfn: number, pages: number, freelist: readonly number[], cpu: SimProcess | undefined): void {
-    if (this.#ring.length >= FQ_SIZE) this.flushNow(cpu);
+    if (this.#ring.length >= FQ_SIZE - 1) this.flushNow(cpu);
     this.#ring.push({ pfn, pages, freelist: freelist.length === 0 ? EMPTY : [...freelist] });
     if (!this.#timer.pending && this.#polling === undefined) this.#timer.schedule(FQ_TIMEOUT_NS);
   }
