@@ -1,99 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import type { FileOperations } from '../kernel-shim/fs/file.ts';
-import { fileInode } from '../kernel-shim/fs/inode.ts';
-import type { Kernel } from '../kernel-shim/kernel.ts';
-import type { PciDev } from '../kernel-shim/pci/dev.ts';
-import type { PollFd, Sys } from '../kernel-shim/task/sys.ts';
+import type { PollFd } from '../kernel-shim/task/sys.ts';
 import { infoCaps } from '../kernel-shim/uapi/capchain.ts';
-import { MAP, O, POLL, PROT } from '../kernel-shim/uapi/linux.ts';
+import { MAP, POLL } from '../kernel-shim/uapi/linux.ts';
 import {
-  VFIO, VFIO_DEVICE_FLAGS, VFIO_IRQ_INFO, VFIO_IRQ_SET, VFIO_PCI_IRQ, VFIO_REGION_INFO_CAP, VFIO_REGION_INFO_FLAG, vfio_region_info,
+  VFIO, VFIO_DEVICE_FLAGS, VFIO_IRQ_INFO, VFIO_PCI_IRQ, VFIO_REGION_INFO_CAP, VFIO_REGION_INFO_FLAG, vfio_region_info,
 } from '../kernel-shim/uapi/vfio.ts';
-import type { VfioDevice } from '../kernel-shim/vfio/device.ts';
-import { vfioPciOps } from '../kernel-shim/vfio/pci-ops.ts';
-import type { MachineConfigInput, Machine } from '../machine/index.ts';
-import { withMachine } from '../userspace/index.ts';
+import { ACTION_MASK, ACTION_TRIGGER, ACTION_UNMASK, DATA_BOOL, DATA_EVENTFD, DATA_NONE, RW, irqSet, off, onVfio, open, readEventfd } from './vfio-pci-fixture.ts';
 import { errnoOf } from './sys-errno.ts';
 
-/**
- * vfio-pci's device ops, driven through a test-only character device per function that forwards open /
- * release / ioctl / pread / pwrite / mmap to `vfioPciOps` as the VFIO core's device fd does (open count
- * 0 -> 1 opens the device, 1 -> 0 closes it). Each test names the Linux function that decides the rule.
- */
-
-const SHIFT = 2n ** 40n;
-const off = (index: number, o = 0): bigint => BigInt(index) * SHIFT + BigInt(o);
-const RW = PROT.READ | PROT.WRITE;
-const { DATA_NONE, DATA_BOOL, DATA_EVENTFD, ACTION_MASK, ACTION_UNMASK, ACTION_TRIGGER } = VFIO_IRQ_SET;
-
-const CONFIG: MachineConfigInput = {
-  memory: { size: '128MiB' },
-  iommu: { enabled: true },
-  pci: {
-    bridges: [{ kind: 'root-port' as const, bdf: 0xe0, secondaryBus: 1 }],
-    devices: [{ type: 'edu', bdf: '00:03.0' }, { type: 'testdev', bdf: '00:04.0' }, { type: 'testdev', bdf: '00:05.0', flr: false }, { type: 'apex', bdf: 0x0100, acs: false }],
-  },
-};
-
-function devNode(kernel: Kernel, pdev: PciDev, path: string): VfioDevice {
-  const vdev: VfioDevice = { pdev, ops: vfioPciOps, openCount: 0, priv: undefined };
-  const ops: FileOperations = {
-    pread: true,
-    llseek: (f, o) => o,
-    async open(_f, cur) {
-      if (vdev.openCount++ > 0) return 0;
-      const r = await vdev.ops.openDevice(vdev, cur);
-      if (r < 0) vdev.openCount--;
-      return r;
-    },
-    release() {
-      if (--vdev.openCount === 0) vdev.ops.closeDevice(vdev);
-    },
-    ioctl: (_f, cur, req, arg) => vdev.ops.ioctl(vdev, cur, req, arg),
-    read: (_f, cur, buf, pos) => vdev.ops.read(vdev, cur, buf, pos),
-    write: (_f, cur, buf, pos) => vdev.ops.write(vdev, cur, buf, pos),
-    mmap: (_f, cur, vma) => vdev.ops.mmap(vdev, cur, vma),
-  };
-  kernel.vfs.add(path, fileInode('chr', ops, 0o666, { rdev: { major: 240, minor: pdev.bdf & 0xff } }));
-  return vdev;
-}
-
-interface Ctx { sys: Sys; kernel: Kernel; machine: Machine; vdevs: Record<string, VfioDevice> }
-
-async function onVfio(body: (c: Ctx) => Promise<void>): Promise<void> {
-  await withMachine(CONFIG, async ({ machine, kernel, spawn, run }) => {
-    const vdevs: Record<string, VfioDevice> = {};
-    for (const [name, bdf] of [['edu', '0000:00:03.0'], ['td', '0000:00:04.0'], ['tdnoflr', '0000:00:05.0'], ['apex', '0000:01:00.0']] as const) {
-      const pdev = kernel.pci.devices.find((d) => d.name === bdf) as PciDev;
-      vdevs[name] = devNode(kernel, pdev, `/dev/vfio-test-${name}`);
-    }
-    let err: unknown;
-    const p = spawn('vfio', async (sys) => {
-      try {
-        await body({ sys, kernel, machine, vdevs });
-      } catch (e) {
-        err = e;
-      }
-      return 0;
-    });
-    await run();
-    await p.exited;
-    if (err !== undefined) throw err;
-  });
-}
-
-const open = (sys: Sys, name: string): Promise<number> => sys.open(`/dev/vfio-test-${name}`, O.RDWR);
-
-function irqSet(flags: number, index: number, start: number, count: number, data?: Uint8Array | Int32Array) {
-  const bytes = data === undefined ? 0 : data.byteLength;
-  return { argsz: 20 + bytes, flags, index, start, count, ...(data === undefined ? {} : { data }) };
-}
-
-async function readEventfd(sys: Sys, fd: number): Promise<bigint> {
-  const b = new Uint8Array(8);
-  await sys.read(fd, b);
-  return new DataView(b.buffer).getBigUint64(0, true);
-}
+/** vfio-pci's device ops (see vfio-pci-fixture.ts); each test names the Linux function that decides the rule. */
 
 describe('vfio-pci DEVICE_GET_INFO (vfio_pci_ioctl_get_info)', () => {
   it('flags PCI|RESET with FLR, PCI alone without a reset method; 9 regions, 5 irqs; argsz < 16 EINVAL', async () => {
