@@ -12,6 +12,8 @@ import { registerTestDevice } from './testdev/index.ts';
 import { loadModule } from './modules.ts';
 import { uioInit } from './uio/core.ts';
 import { uioPciGenericDriver } from './uio/pci-generic.ts';
+import { vfioInit } from './vfio/core.ts';
+import { vfioPciDriver } from './vfio/pci-driver.ts';
 import { Sys, type Thread } from './task/sys.ts';
 import { Task, TaskExit, type Proc, type SpawnOptions } from './task/task.ts';
 import { BEHAVIOUR, LINUX_VERSIONS, type Behaviour, type LinuxVersion } from './versions.ts';
@@ -77,6 +79,8 @@ export class Kernel {
     this.iommu = IommuCore.init(this);
     uioInit(this);
     this.pci.registerDriver(uioPciGenericDriver(this));
+    vfioInit(this);
+    this.pci.registerDriver(vfioPciDriver(this));
     if (options.testDevice === true) registerTestDevice(this);
     for (const m of options.modules ?? []) loadModule(this, m);
   }

@@ -22,10 +22,17 @@ export interface Behaviour {
    * DMA address in `addr`, which `mmap` maps as a physical address.
    */
   readonly uioDmaCoherentMemtype: boolean;
+  /**
+   * What type1 `MAP_DMA` / `UNMAP_DMA` give for an iova or vaddr range that wraps past 2^64
+   * (spec/linux-uapi.md 1.7 step 4): `EINVAL`, checked after the alignment checks, in every release up to
+   * 6.18 (both 6.1 and 6.12 here); `EOVERFLOW`, checked before them, after Alex Mastro's 2025
+   * "vfio/type1: sanitize for overflow using check_*_overflow" series.
+   */
+  readonly vfioWrapErrno: 'EINVAL' | 'EOVERFLOW';
 }
 
 /** The table: one row per version. */
 export const BEHAVIOUR: Readonly<Record<LinuxVersion, Behaviour>> = {
-  '6.1': { release: '6.1.0-dmasim', memfdExecFlags: false, pciEnumKind: false, pciBarLogStyle: 'reg', uioDmaCoherentMemtype: false },
-  '6.12': { release: '6.12.0-dmasim', memfdExecFlags: true, pciEnumKind: true, pciBarLogStyle: 'bar', uioDmaCoherentMemtype: true },
+  '6.1': { release: '6.1.0-dmasim', memfdExecFlags: false, pciEnumKind: false, pciBarLogStyle: 'reg', uioDmaCoherentMemtype: false, vfioWrapErrno: 'EINVAL' },
+  '6.12': { release: '6.12.0-dmasim', memfdExecFlags: true, pciEnumKind: true, pciBarLogStyle: 'bar', uioDmaCoherentMemtype: true, vfioWrapErrno: 'EINVAL' },
 };
