@@ -15,6 +15,7 @@
  * `FC_SEED=<seed> npx vitest run test/dma-api-property.test.ts`.
  */
 import fc from 'fast-check';
+import { devicePort } from './dma-port.ts';
 import { describe, expect, it } from 'vitest';
 import { createMachine, type Machine } from '../machine/index.ts';
 import { bootKernel, type Kernel } from '../kernel-shim/kernel.ts';
@@ -24,7 +25,7 @@ import type { IommuDomain } from '../kernel-shim/iommu/domain.ts';
 import { FQ_SIZE, FQ_TIMEOUT_NS, type FlushQueue } from '../kernel-shim/iommu/flush-queue.ts';
 import type { PciDev } from '../kernel-shim/pci/dev.ts';
 import { allocKernelPages, freeKernelPages, type KernelPages } from '../kernel-shim/uio/kmem.ts';
-import { createDmaResult, DmaStatus, type TraceRecord } from '../sim/index.ts';
+import { DmaStatus, type TraceRecord } from '../sim/index.ts';
 import { fcOptions } from './fc.ts';
 
 const PAGE = 4096;
@@ -69,23 +70,7 @@ interface Real {
   gen: number;
 }
 
-function port(machine: Machine, bdf: string): Port {
-  const slot = machine.pci.find(bdf);
-  if (slot === undefined) throw new Error(`no device at ${bdf}`);
-  const res = createDmaResult();
-  return {
-    rid: slot.requesterId,
-    read(addr, len) {
-      const bytes = new Uint8Array(len);
-      slot.fn.dma.read(slot.requesterId, addr, bytes, 0, len, res);
-      return { status: res.status, reason: res.faultReason, bytes };
-    },
-    write(addr, bytes) {
-      slot.fn.dma.write(slot.requesterId, addr, bytes, 0, bytes.length, res);
-      return { status: res.status, reason: res.faultReason };
-    },
-  };
-}
+const port: (machine: Machine, bdf: string) => Port = devicePort;
 
 function newPage(r: { kernel: Kernel; gen: number }): PoolPage {
   const kp = allocKernelPages(r.kernel, PAGE);

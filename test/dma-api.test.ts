@@ -4,6 +4,7 @@
  * reserved windows skipped, 32-bit first for wider masks), the range cache, scatterlist merging, coherent
  * buffers, masks, and dma-direct's overflow check.
  */
+import { devicePort } from './dma-port.ts';
 import { describe, expect, it } from 'vitest';
 import { createMachine, type Machine } from '../machine/index.ts';
 import type { MachineConfigInput } from '../kernel-shim/index.ts';
@@ -12,7 +13,7 @@ import { E } from '../kernel-shim/errno.ts';
 import { DMA_DIR, DMA_MAPPING_ERROR, PAGE_OFFSET, VMALLOC_START, type ScatterEntry } from '../kernel-shim/dma/mapping.ts';
 import type { PciDev } from '../kernel-shim/pci/dev.ts';
 import { allocKernelPages } from '../kernel-shim/uio/kmem.ts';
-import { createDmaResult, DmaStatus } from '../sim/index.ts';
+import { DmaStatus } from '../sim/index.ts';
 
 const PAGE = 4096;
 const MiB = 1 << 20;
@@ -33,22 +34,21 @@ function rig(cmdline = '', iommu = true): Rig {
   };
   const machine = createMachine(config);
   const kernel = bootKernel(machine, { cmdline });
-  const slot = machine.pci.find('00:03.0');
   const dev = kernel.pci.device('0000:00:03.0');
-  if (slot === undefined || dev === undefined) throw new Error('no edu');
+  if (dev === undefined) throw new Error('no edu');
   dev.enable();
   dev.setMaster();
-  const res = createDmaResult();
+  const p = devicePort(machine, '00:03.0');
   return {
     machine,
     kernel,
     dev,
     read(addr, len) {
-      const bytes = new Uint8Array(len);
-      slot.fn.dma.read(slot.requesterId, addr, bytes, 0, len, res);
-      return { status: res.status, bytes };
+      const r = p.read(addr, len);
+      return { status: r.status, bytes: r.bytes };
     },
   };
+
 }
 
 /** Kernel pages: physical addresses of each page and the bytes. */

@@ -6,6 +6,7 @@
  * route the DMA API directly, and the domain API VFIO and iommufd use (allocDomain, attachGroup, map,
  * unmap, detachGroup, freeDomain) behaves as `drivers/iommu/iommu.c` does.
  */
+import { devicePort } from './dma-port.ts';
 import { describe, expect, it } from 'vitest';
 import { createMachine, type Machine } from '../machine/index.ts';
 import type { MachineConfigInput } from '../kernel-shim/index.ts';
@@ -16,7 +17,7 @@ import type { PciDev } from '../kernel-shim/pci/dev.ts';
 import { allocKernelPages } from '../kernel-shim/uio/kmem.ts';
 import { O } from '../kernel-shim/uapi/linux.ts';
 import type { Sys } from '../kernel-shim/task/sys.ts';
-import { createDmaResult, DmaStatus } from '../sim/index.ts';
+import { DmaStatus } from '../sim/index.ts';
 
 const PAGE = 4096;
 const RTADDR = 0x20;
@@ -39,27 +40,12 @@ const EDU_ONLY: MachineConfigInput = { memory: { size: '64MiB' }, iommu: { enabl
 function rig(cmdline = '', config: MachineConfigInput = EDU_ONLY, bdf = EDU_BDF): Rig {
   const machine = createMachine(config);
   const kernel = bootKernel(machine, { cmdline });
-  const slot = machine.pci.find(bdf);
   const dev = kernel.pci.device(`0000:${bdf}`);
-  if (slot === undefined || dev === undefined) throw new Error(`no device at ${bdf}`);
+  if (dev === undefined) throw new Error(`no device at ${bdf}`);
   dev.enable();
   dev.setMaster();
-  const res = createDmaResult();
-  return {
-    machine,
-    kernel,
-    dev,
-    rid: slot.requesterId,
-    read(addr, len = 8) {
-      const bytes = new Uint8Array(len);
-      slot.fn.dma.read(slot.requesterId, addr, bytes, 0, len, res);
-      return { status: res.status, reason: res.faultReason, bytes };
-    },
-    write(addr, bytes) {
-      slot.fn.dma.write(slot.requesterId, addr, bytes, 0, bytes.length, res);
-      return { status: res.status, reason: res.faultReason };
-    },
-  };
+  return { machine, kernel, dev, ...devicePort(machine, bdf) };
+
 }
 
 /** One zeroed kernel page: its physical address and its bytes. */
