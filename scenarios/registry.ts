@@ -4,6 +4,7 @@ import { eduDirect } from './edu-direct.ts';
 import type { Scenario } from './scenario.ts';
 import { uioApex } from './uio-apex.ts';
 import { uioEdu } from './uio-edu.ts';
+import { vfioApex } from './vfio-apex.ts';
 
 export type { Printer, Scenario, ScenarioContext } from './scenario.ts';
 
@@ -14,4 +15,5 @@ export const SCENARIOS: ReadonlyMap<string, Scenario> = new Map<string, Scenario
   ['apex-direct', apexDirect],
   ['uio-edu', uioEdu],
   ['uio-apex', uioApex],
+  ['vfio-apex', vfioApex],
 ]);

@@ -88,13 +88,22 @@ export async function withMachine<T>(
   return result;
 }
 
+/** Virtual time teardown gives the killed processes' releases (IOMMU invalidations and the like). */
+const TEARDOWN_NS = 10_000_000;
+
 /** Kills every live process and lets the simulation run their unwinding (errors there are not the test's). */
 async function teardown(kernel: Kernel): Promise<void> {
   const tasks = kernel.tasks;
   if (tasks.length === 0) return;
-  for (const t of tasks) t.exit(128 + 9, 9);
+  const sim = kernel.sim;
+  // The kills run inside a simulation process: releasing a task's files can wait on hardware (an IOMMU
+  // invalidation), which runs the event loop, and that may only happen under `sim.run`.
+  sim.process('teardown', async () => {
+    for (const t of tasks) t.exit(128 + 9, 9);
+    await Promise.resolve();
+  });
   try {
-    await kernel.sim.run({ until: kernel.sim.now });
+    await sim.run({ until: sim.now + TEARDOWN_NS });
   } catch {
     // A killed thread's unwinding may hit a deadlock or an error; the kill already released its resources.
   }
