@@ -359,6 +359,8 @@ export class Type1Iommu implements VfioIommuData {
         phys = frame * PAGE_SIZE;
         if (!dma.lockCap && mm.lockedVm + 1 > limit) {
           mm.unpinPages(f);
+          // pr_warn("%s: RLIMIT_MEMLOCK (%ld) exceeded\n", __func__, limit << PAGE_SHIFT) (no pr_fmt in the file).
+          this.kernel.log.printk('warn', `vfio_pin_pages_remote: RLIMIT_MEMLOCK (${limit * PAGE_SIZE}) exceeded`);
           return abort(E.ENOMEM);
         }
         mm.lockedVm++;
@@ -458,8 +460,8 @@ export class Type1Iommu implements VfioIommuData {
       if (d.iova >= end) break;
       // v1: a request starting inside a mapping unmaps nothing.
       if (!this.v2 && iova > d.iova) break;
-      // Only the address space that mapped a range may unmap it.
-      if (d.mm !== cur.mm) break;
+      // (Linux up to 5.19 also stopped here at a mapping of another address space, `dma->task->mm !=
+      // current->mm`; 6.0 dropped that check, so 6.1 and 6.12 unmap whoever mapped it.)
       if (invalidateVaddr) {
         if (d.vaddrInvalid) {
           for (const v of victims) v.vaddrInvalid = false;
