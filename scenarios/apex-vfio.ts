@@ -47,6 +47,8 @@ export class ApexVfio implements ApexBar {
   interrupts = 0;
   readonly #iqTail = off('IQ_TAIL');
   readonly #scStatus = off('SC_HOST_INT_STATUS');
+  /** Device address of each command page. */
+  readonly #cmdAddr: readonly bigint[] = Array.from({ length: CMD_PAGES }, (_, k) => devAddr(QSLOT.cmd + k));
 
   private constructor(sys: Sys, dev: VfioPciDevice, regs: Mapping, queue: DmaBuffer, say: (t: string) => void) {
     this.#sys = sys;
@@ -161,12 +163,21 @@ export class ApexVfio implements ApexBar {
     q.write64(cb + 16, f.b ?? 0n);
     q.write64(cb + 24, f.c ?? 0n);
     for (let k = 0; k < 3; k++) q.write32(cb + 32 + 4 * k, f.args?.[k] ?? 0);
+    this.submitDescriptor(page, ring);
+  }
+
+  /**
+   * Writes the next descriptor, naming command page `page` as it stands (a command buffer reused as written),
+   * and rings the doorbell unless `ring` is false.
+   */
+  submitDescriptor(page: number, ring = true): void {
+    const q = this.queue.map;
     const d = QSLOT.ring * PAGE_SIZE + 16 * this.tail;
-    q.write64(d, devAddr(QSLOT.cmd + page));
+    q.write64(d, this.#cmdAddr[page] as bigint);
     q.write32(d + 8, APEX_COMMAND_SIZE);
     q.write32(d + 12, 0);
     this.tail = (this.tail + 1) % RING;
-    if (ring) this.doorbell();
+    if (ring) this.regs.write64(this.#iqTail, BigInt(this.tail));
   }
 
   /** IQ_TAIL = tail. */

@@ -145,7 +145,9 @@ export class Mapping implements MemoryAccess {
   readonly #start: number;
   readonly #mm: Mm;
   readonly #runner: Runner;
-  readonly #gen: number;
+  /** The layout generation the fast path was last checked at. */
+  #gen: number;
+  readonly #prot: number;
   readonly #read: boolean;
   readonly #write: boolean;
   /** Device memory: the physical address of offset 0, else -1. */
@@ -165,6 +167,7 @@ export class Mapping implements MemoryAccess {
     this.addr = BigInt(vma.start);
     this.length = vma.end - vma.start;
     this.#gen = mm.layoutGen;
+    this.#prot = vma.prot;
     this.#read = vma.prot !== PROT.NONE;
     this.#write = (vma.prot & PROT.WRITE) !== 0;
     // A PFN mapping of RAM (a UIO PHYS map of a DMA buffer) takes the generic path, which reaches RAM.
@@ -177,7 +180,19 @@ export class Mapping implements MemoryAccess {
 
   /** Whether the fast path still holds for `size` bytes at `off`. */
   #fast(off: number, size: number, write: boolean): boolean {
-    return off >= 0 && off + size <= this.length && this.#gen === this.#mm.layoutGen && (write ? this.#write : this.#read);
+    return off >= 0 && off + size <= this.length && Math.floor(off) === off && (write ? this.#write : this.#read) && (this.#gen === this.#mm.layoutGen || this.#revalidate());
+  }
+
+  /**
+   * After the layout changed somewhere in the process (any munmap or mprotect, including the scratch areas
+   * of object-form ioctls): the fast path holds again if this mapping's VMA is still the same object, whole,
+   * with the same protection and backing; else every access takes the checked path.
+   */
+  #revalidate(): boolean {
+    const v = this.#mm.find(this.#start);
+    if (v !== this.#vma || v.start !== this.#start || v.end - v.start !== this.length || v.prot !== this.#prot || v.backing !== this.#backing) return false;
+    this.#gen = this.#mm.layoutGen;
+    return true;
   }
 
   /** Faults in the pages an access of `size` at `off` touches (RAM mappings). */
@@ -241,7 +256,20 @@ export class Mapping implements MemoryAccess {
     return this.#slowRead(toAddr(at), 2, 'read16') as number;
   }
   read64(at: number | bigint): bigint {
-    return this.#slowRead(toAddr(at), 8, 'read64') as bigint;
+    const off = typeof at === 'number' ? at : toAddr(at);
+    // The fast path takes an access within one page, as the generic path would (a split one goes there).
+    if (this.#fast(off, 8, false) && (off & (PAGE_SIZE - 1)) <= PAGE_SIZE - 8) {
+      if (this.#phys >= 0) {
+        this.#runner.running.consume(COST.mmioRead64);
+        return this.#mm.mmio.read64(this.#phys + off);
+      }
+      const v = this.#view;
+      if (v !== undefined) {
+        this.#touch(off, 8, false, 'read64');
+        return v.getBigUint64(off, true);
+      }
+    }
+    return this.#slowRead(off, 8, 'read64') as bigint;
   }
   write8(at: number | bigint, v: number): void {
     this.#slowWrite(toAddr(at), 1, v, 'write8');
@@ -250,7 +278,21 @@ export class Mapping implements MemoryAccess {
     this.#slowWrite(toAddr(at), 2, v, 'write16');
   }
   write64(at: number | bigint, v: bigint): void {
-    this.#slowWrite(toAddr(at), 8, v, 'write64');
+    const off = typeof at === 'number' ? at : toAddr(at);
+    if (this.#fast(off, 8, true) && (off & (PAGE_SIZE - 1)) <= PAGE_SIZE - 8) {
+      if (this.#phys >= 0) {
+        this.#runner.running.consume(COST.mmioWrite);
+        this.#mm.mmio.write64(this.#phys + off, BigInt.asUintN(64, v));
+        return;
+      }
+      const view = this.#view;
+      if (view !== undefined) {
+        this.#touch(off, 8, true, 'write64');
+        view.setBigUint64(off, BigInt.asUintN(64, v), true);
+        return;
+      }
+    }
+    this.#slowWrite(off, 8, v, 'write64');
   }
 
   /**
