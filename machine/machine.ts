@@ -25,7 +25,10 @@ export interface Machine {
   readonly config: MachineConfig;
   /** The scheduler and virtual clock. */
   readonly sim: Simulator;
-  /** Physical memory. */
+  /**
+   * Physical memory. `memory.observeDma(observer)` reports every piece of device DMA that reaches it (after
+   * the IOMMU: physical addresses, with the requester id), e.g. to check isolation.
+   */
   readonly memory: PhysicalMemory;
   /** The allocator of physical frames. */
   readonly frames: FrameAllocator;

@@ -81,6 +81,19 @@ export interface DmaPort {
   writeWide(requester: number, addr: bigint, src: Uint8Array, srcOff: number, len: number, res: DmaResult): void;
 }
 
+/**
+ * Sees device DMA where it reaches `PhysicalMemory`: after the IOMMU (or the identity path) and the
+ * root complex, so `addr` is physical and `requester` the id the root complex saw (an alias behind a
+ * bridge). Called once per contiguous piece that moved, only for bytes that really moved (a faulting page,
+ * the interrupt window or an address past memory never reaches it). The IOMMU's own table walks and
+ * status writes and the CPU's accesses are not DMA and are not reported. Attach one with
+ * `PhysicalMemory.observeDma`; the hot path pays one null check when none is attached.
+ */
+export interface DmaObserver {
+  /** `len` (> 0) bytes at physical `addr` were read (`write` false) or written by `requester`. */
+  dmaAccess(requester: number, addr: number, len: number, write: boolean): void;
+}
+
 /** The first bus address of the interrupt window (x86 MSI address range 0xFEE00000-0xFEEFFFFF). */
 export const MSI_WINDOW_START = 0xfee0_0000;
 /** The last bus address of the interrupt window, inclusive. */

@@ -4,7 +4,8 @@ import type { PhysicalMemory } from './memory.ts';
 /**
  * The untranslated path: bus address = physical address. An access that runs past the end of memory
  * moves the bytes inside it and reports `UNSUPPORTED` at the first byte outside (a PCIe Unsupported
- * Request from the root complex).
+ * Request from the root complex). The bytes that reach memory are reported to its
+ * `PhysicalMemory.dmaObserver`, if any.
  */
 export class IdentityDmaPort implements DmaPort {
   readonly #mem: PhysicalMemory;
@@ -21,17 +22,25 @@ export class IdentityDmaPort implements DmaPort {
     return this.#mem;
   }
 
-  read(_requester: number, addr: number, dst: Uint8Array, dstOff: number, len: number, res: DmaResult): void {
+  read(requester: number, addr: number, dst: Uint8Array, dstOff: number, len: number, res: DmaResult): void {
     res.costNs += this.accessNs;
     const ok = this.#inside(addr, len);
-    if (ok > 0) this.#mem.read(addr, dst, dstOff, ok);
+    if (ok > 0) {
+      this.#mem.read(addr, dst, dstOff, ok);
+      const o = this.#mem.dmaObserver;
+      if (o !== null) o.dmaAccess(requester, addr, ok, false);
+    }
     this.#finish(addr, len, ok, res);
   }
 
-  write(_requester: number, addr: number, src: Uint8Array, srcOff: number, len: number, res: DmaResult): void {
+  write(requester: number, addr: number, src: Uint8Array, srcOff: number, len: number, res: DmaResult): void {
     res.costNs += this.accessNs;
     const ok = this.#inside(addr, len);
-    if (ok > 0) this.#mem.write(addr, src, srcOff, ok);
+    if (ok > 0) {
+      this.#mem.write(addr, src, srcOff, ok);
+      const o = this.#mem.dmaObserver;
+      if (o !== null) o.dmaAccess(requester, addr, ok, true);
+    }
     this.#finish(addr, len, ok, res);
   }
 

@@ -1,3 +1,4 @@
+import type { DmaObserver } from './dma.ts';
 import { SimInvariantError } from './errors.ts';
 
 /** Bytes in a frame (a 4 KiB page). */
@@ -27,6 +28,12 @@ export class PhysicalMemory {
   #chunk: ArrayBuffer | undefined;
   #chunkUsed = FRAMES_PER_CHUNK;
   #materialised = 0;
+  readonly #observers: DmaObserver[] = [];
+  /**
+   * What the DMA paths onto this memory call for every piece of device DMA that reaches it (see
+   * {@link DmaObserver}), `null` when nothing observes. Maintained by {@link observeDma}; read it, do not set it.
+   */
+  dmaObserver: DmaObserver | null = null;
 
   constructor(size: number) {
     if (!Number.isSafeInteger(size) || size <= 0 || size % FRAME_SIZE !== 0) {
@@ -40,6 +47,32 @@ export class PhysicalMemory {
   /** Number of frames that hold data (have been written). */
   get materialisedFrames(): number {
     return this.#materialised;
+  }
+
+  /**
+   * Starts reporting every piece of device DMA that reaches this memory to `observer` (after translation:
+   * physical addresses, with the requester id), until the returned function is called. Several observers
+   * may be attached; each sees every access, in attach order. Costs nothing once all are detached.
+   */
+  observeDma(observer: DmaObserver): () => void {
+    this.#observers.push(observer);
+    this.#updateObserver();
+    let attached = true;
+    return () => {
+      if (!attached) return;
+      attached = false;
+      this.#observers.splice(this.#observers.indexOf(observer), 1);
+      this.#updateObserver();
+    };
+  }
+
+  #updateObserver(): void {
+    const list = [...this.#observers];
+    this.dmaObserver = list.length === 0 ? null : list.length === 1 ? (list[0] as DmaObserver) : {
+      dmaAccess(requester, addr, len, write) {
+        for (const o of list) o.dmaAccess(requester, addr, len, write);
+      },
+    };
   }
 
   /** Whether `[addr, addr + len)` lies inside memory. */

@@ -90,3 +90,31 @@ describe('IdentityDmaPort', () => {
     expect(mem.read16(SIZE - 2)).toBe(0x0201);
   });
 });
+
+describe('PhysicalMemory.observeDma', () => {
+  it('reports the bytes that reach memory (requester, physical address, length, direction), to every observer until detached', () => {
+    const mem = new PhysicalMemory(SIZE);
+    const port = new IdentityDmaPort(mem);
+    const res = createDmaResult();
+    const a: unknown[] = [];
+    const b: unknown[] = [];
+    expect(mem.dmaObserver).toBeNull();
+    const offA = mem.observeDma({ dmaAccess: (...x) => a.push(x) });
+    port.write(RID, FRAME_SIZE - 4, new Uint8Array(8), 0, 8, res);
+    const offB = mem.observeDma({ dmaAccess: (...x) => b.push(x) });
+    // Past the end: only the bytes inside memory are reported; a miss entirely outside is not.
+    port.read(RID + 1, SIZE - 2, new Uint8Array(6), 0, 6, res);
+    port.read(RID, SIZE + 64, new Uint8Array(4), 0, 4, res);
+    port.writeWide(RID, 2n ** 60n, new Uint8Array(4), 0, 4, res);
+    offA();
+    offA();
+    port.read(RID, 0, new Uint8Array(1), 0, 1, res);
+    offB();
+    port.read(RID, 0, new Uint8Array(1), 0, 1, res);
+    // CPU-side accesses are not DMA.
+    mem.write8(0, 1);
+    expect(a).toEqual([[RID, FRAME_SIZE - 4, 8, true], [RID + 1, SIZE - 2, 2, false]]);
+    expect(b).toEqual([[RID + 1, SIZE - 2, 2, false], [RID, 0, 1, false]]);
+    expect(mem.dmaObserver).toBeNull();
+  });
+});

@@ -51,8 +51,8 @@ export function accessDma(s: VtdState, down: DmaPort, rid: number, addr: number,
       tlb.touch(w);
       s.c.ctxHit.value++;
       res.costNs += s.lookupNs;
-      if (write) writeSmall(s, fn, addr & FRAME_MASK, buf, off, len, res);
-      else readSmall(s, fn, addr & FRAME_MASK, buf, off, len, res);
+      if (write) writeSmall(s, rid, fn, addr & FRAME_MASK, buf, off, len, res);
+      else readSmall(s, rid, fn, addr & FRAME_MASK, buf, off, len, res);
       return;
     }
   }
@@ -88,8 +88,8 @@ function accessGeneral(s: VtdState, down: DmaPort, rid: number, addr: number, bu
     const pa = translate(s, rid, addr, need, write, res);
     if (pa < 0) failDma(res, DmaStatus.FAULT, addr, s.reason, 0);
     else if (len <= SMALL_COPY && pa + len <= s.mem.size && isMemoryPort(s, down)) {
-      if (write) writeSmall(s, Math.floor(pa / FRAME_SIZE), pa & FRAME_MASK, buf, off, len, res);
-      else readSmall(s, Math.floor(pa / FRAME_SIZE), pa & FRAME_MASK, buf, off, len, res);
+      if (write) writeSmall(s, rid, Math.floor(pa / FRAME_SIZE), pa & FRAME_MASK, buf, off, len, res);
+      else readSmall(s, rid, Math.floor(pa / FRAME_SIZE), pa & FRAME_MASK, buf, off, len, res);
     }
     else transfer(s, down, rid, addr, pa, buf, off, len, 0, res, write);
     return;
@@ -123,10 +123,12 @@ function isMemoryPort(s: VtdState, down: DmaPort): boolean {
 /**
  * What the identity port onto memory (`s.memoryPort`) does for a read of `len` (at most
  * {@link SMALL_COPY}) bytes at offset `o` of frame `fn`, inside the frame, without its layers: its cost, the
- * bytes copied one by one as PhysicalMemory copies them, success.
+ * bytes copied one by one as PhysicalMemory copies them, the report to memory's DMA observer, success.
  */
-function readSmall(s: VtdState, fn: number, o: number, buf: Uint8Array, off: number, len: number, res: DmaResult): void {
+function readSmall(s: VtdState, rid: number, fn: number, o: number, buf: Uint8Array, off: number, len: number, res: DmaResult): void {
   res.costNs += s.memoryNs;
+  const ob = s.mem.dmaObserver;
+  if (ob !== null) ob.dmaAccess(rid, fn * FRAME_SIZE + o, len, false);
   const f = s.mem.peekFrame(fn);
   // A frame never written reads as zeros (a loop: fill() costs more than a few bytes).
   for (let i = 0; i < len; i++) buf[off + i] = f === undefined ? 0 : (f[o + i] as number);
@@ -136,8 +138,10 @@ function readSmall(s: VtdState, fn: number, o: number, buf: Uint8Array, off: num
 }
 
 /** The write counterpart of {@link readSmall}. */
-function writeSmall(s: VtdState, fn: number, o: number, buf: Uint8Array, off: number, len: number, res: DmaResult): void {
+function writeSmall(s: VtdState, rid: number, fn: number, o: number, buf: Uint8Array, off: number, len: number, res: DmaResult): void {
   res.costNs += s.memoryNs;
+  const ob = s.mem.dmaObserver;
+  if (ob !== null) ob.dmaAccess(rid, fn * FRAME_SIZE + o, len, true);
   const f = s.mem.frame(fn);
   // As PhysicalMemory.write: a whole source buffer goes by set(), which is memmove-safe should it alias the frame.
   if (len === buf.length) f.set(buf, o);
