@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { APEX, APEX_IRQ_COUNT, APEX_OFFSET, APEX_SOURCES } from '../device-models/index.ts';
 import type { PollFd, Sys } from '../kernel-shim/task/sys.ts';
-import { MAP, O, POLL } from '../kernel-shim/uapi/linux.ts';
+import { MAP, POLL } from '../kernel-shim/uapi/linux.ts';
 import { VFIO, VFIO_PCI_IRQ } from '../kernel-shim/uapi/vfio.ts';
-import { ACTION_MASK, ACTION_TRIGGER, ACTION_UNMASK, DATA_BOOL, DATA_EVENTFD, DATA_NONE, RW, irqSet, off, onVfio, readEventfd } from './vfio-pci-fixture.ts';
+import { ACTION_MASK, ACTION_TRIGGER, ACTION_UNMASK, DATA_BOOL, DATA_EVENTFD, DATA_NONE, RW, irqSet, off, onVfio, open, readEventfd } from './vfio-pci-fixture.ts';
 import { errnoOf } from './sys-errno.ts';
 
 
@@ -23,7 +23,7 @@ const w32 = (sys: Sys, fd: number, o: number, v: number): Promise<number> => {
 describe('vfio-pci interrupts of edu and the Apex (vfio_pci_intrs.c)', () => {
   it('edu MSI on an eventfd (vfio_msi_enable, vfio_msihandler)', async () => {
     await onVfio(async ({ sys }) => {
-      const edu = await sys.open('/dev/vfio-test-edu', O.RDWR);
+      const edu = await open(sys, 'edu');
       await cmd(sys, edu, 0x0006);
       const efd = await sys.eventfd();
       await sys.ioctl(edu, VFIO.DEVICE_SET_IRQS, irqSet(DATA_EVENTFD | ACTION_TRIGGER, VFIO_PCI_IRQ.MSI, 0, 1, new Int32Array([efd])));
@@ -37,7 +37,7 @@ describe('vfio-pci interrupts of edu and the Apex (vfio_pci_intrs.c)', () => {
 
   it('edu INTx: automasked after each interrupt, UNMASK re-arms, a pending one re-sent; MASK/UNMASK by eventfd ENOTTY/EINVAL (vfio_intx_handler, vfio_pci_set_intx_unmask)', async () => {
     await onVfio(async ({ sys }) => {
-      const edu = await sys.open('/dev/vfio-test-edu', O.RDWR);
+      const edu = await open(sys, 'edu');
       const efd = await sys.eventfd();
       const set = (o: object) => sys.ioctl(edu, VFIO.DEVICE_SET_IRQS, o);
       await set(irqSet(DATA_EVENTFD | ACTION_TRIGGER, VFIO_PCI_IRQ.INTX, 0, 1, new Int32Array([efd])));
@@ -72,7 +72,7 @@ describe('vfio-pci interrupts of edu and the Apex (vfio_pci_intrs.c)', () => {
 
   it('Apex: all 13 sources on their own MSI-X vector and eventfd (vfio_msi_set_block)', async () => {
     await onVfio(async ({ sys, machine }) => {
-      const apex = await sys.open('/dev/vfio-test-apex', O.RDWR);
+      const apex = await open(sys, 'apex');
       await cmd(sys, apex, 0x0006);
       const efds: number[] = [];
       for (let i = 0; i < APEX_IRQ_COUNT; i++) efds.push(await sys.eventfd());
@@ -100,7 +100,7 @@ describe('vfio-pci interrupts of edu and the Apex (vfio_pci_intrs.c)', () => {
 
   it('an MSI-X entry pointed at a vector the kernel never allocated is counted spurious by the interrupt controller', async () => {
     await onVfio(async ({ sys, machine }) => {
-      const td = await sys.open('/dev/vfio-test-td', O.RDWR);
+      const td = await open(sys, 'td');
       await cmd(sys, td, 0x0006);
       const efd = await sys.eventfd();
       await sys.ioctl(td, VFIO.DEVICE_SET_IRQS, irqSet(DATA_EVENTFD | ACTION_TRIGGER, VFIO_PCI_IRQ.MSIX, 0, 1, new Int32Array([efd])));
@@ -119,7 +119,7 @@ describe('vfio-pci interrupts of edu and the Apex (vfio_pci_intrs.c)', () => {
 describe('vfio-pci reset and memory enable (vfio_pci_ioctl_reset, vfio_basic_config_write)', () => {
   it('RESET resets by FLR and zaps BAR mappings, which fault during it and work after; no method EINVAL', async () => {
     await onVfio(async ({ sys, machine }) => {
-      const td = await sys.open('/dev/vfio-test-td', O.RDWR);
+      const td = await open(sys, 'td');
       const bar0 = await sys.mmap(null, 4096, RW, MAP.SHARED, td, off(0));
       bar0.write32(4, 0x55);
       const dev = machine.pci.find('00:04.0')?.device as { resets: { flr: number } };
@@ -148,7 +148,7 @@ describe('vfio-pci reset and memory enable (vfio_pci_ioctl_reset, vfio_basic_con
       expect(bar0.read32(0)).toBe(0x7e570001);
       await sys.munmap(bar0.addr, bar0.length);
       await sys.close(td);
-      const edu = await sys.open('/dev/vfio-test-edu', O.RDWR);
+      const edu = await open(sys, 'edu');
       expect(await errnoOf(sys.ioctl(edu, VFIO.DEVICE_RESET))).toBe('EINVAL');
       await sys.close(edu);
     });

@@ -8,7 +8,10 @@ import {
 import { ACTION_MASK, ACTION_TRIGGER, ACTION_UNMASK, DATA_BOOL, DATA_EVENTFD, DATA_NONE, RW, irqSet, off, onVfio, open, readEventfd } from './vfio-pci-fixture.ts';
 import { errnoOf } from './sys-errno.ts';
 
-/** vfio-pci's device ops (see vfio-pci-fixture.ts); each test names the Linux function that decides the rule. */
+/**
+ * vfio-pci's device ops on device fds from the real VFIO path (see vfio-pci-fixture.ts); each test names the
+ * Linux function that decides the rule.
+ */
 
 describe('vfio-pci DEVICE_GET_INFO (vfio_pci_ioctl_get_info)', () => {
   it('flags PCI|RESET with FLR, PCI alone without a reset method; 9 regions, 5 irqs; argsz < 16 EINVAL', async () => {
