@@ -65,7 +65,8 @@ export class ApexVfio implements ApexBar {
       await dev.enableBusMaster();
       const bar2 = await dev.region(2);
       const regs = await dev.mapRegion(2);
-      say(`${dev.bdf}: group ${dev.groupId}, device fd ${dev.fd}, ${dev.info.numRegions} regions, ${dev.info.numIrqs} irq indexes${dev.canReset ? '' : ', no VFIO reset (the driver resets through the SCU)'}; BAR2 ${Number(bar2.size) >>> 20} MiB mmapped at ${hex(regs.addr)}`);
+      const reset = dev.canReset ? `VFIO_DEVICE_RESET by ${(await dev.resetMethods()).join(', ')} reset (the kernel did one at open)` : 'no VFIO reset';
+      say(`${dev.bdf}: group ${dev.groupId}, device fd ${dev.fd}, ${dev.info.numRegions} regions, ${dev.info.numIrqs} irq indexes, ${reset}; BAR2 ${Number(bar2.size) >>> 20} MiB mmapped at ${hex(regs.addr)}`);
       say(`container IOVA ranges: ${dev.iovaRanges.map((r) => `${hex(r.start)}-${hex(r.end)}`).join(', ')}`);
       const queue = await dev.allocDma((2 + CMD_PAGES) * PAGE_SIZE);
       return new ApexVfio(sys, dev, regs, queue, say);

@@ -12,7 +12,7 @@ describe('dmasim run vfio-apex (the flagship, npm start)', () => {
     const a = await cli('run', 'vfio-apex');
     expect(a.err).toBe('');
     expect(a.code).toBe(0);
-    expect(a.out).toMatch(/0000:01:00\.0: group \d+, device fd \d+, 9 regions, 5 irq indexes, no VFIO reset/);
+    expect(a.out).toMatch(/0000:01:00\.0: group \d+, device fd \d+, 9 regions, 5 irq indexes, VFIO_DEVICE_RESET by bus reset \(the kernel did one at open\)/);
     expect(a.out).toMatch(/container IOVA ranges: 0x0-0xfedfffff, 0xfef00000-0x[0-9a-f]+/);
     expect(a.out).toMatch(/SCU: GCB out of reset .* PAGE_TABLE_INIT 1, MSIX_TABLE_INIT 1/);
     for (let j = 1; j <= 16; j++) expect(a.out).toMatch(new RegExp(`job ${j}: MATMUL_I8 8x16 \\* 16x12 done in [0-9.]+ us \\(SC_HOST_0 eventfd, W0C\\), status block head ${j}; C matches in 96/96`));

@@ -409,7 +409,21 @@ export class VfioPciDevice {
     await this.sys.ioctl(this.fd, VFIO.DEVICE_RESET);
   }
 
-  /** Whether the kernel offers a function-level reset for this device. */
+  /** The device's `reset_method` in sysfs: the methods `VFIO_DEVICE_RESET` tries, in order (empty without one). */
+  async resetMethods(): Promise<string[]> {
+    try {
+      const fd = await this.sys.open(`/sys/bus/pci/devices/${this.bdf}/reset_method`, O.RDONLY);
+      const buf = new Uint8Array(128);
+      const n = await this.sys.read(fd, buf);
+      await this.sys.close(fd);
+      return new TextDecoder().decode(buf.subarray(0, n)).trim().split(' ').filter((m) => m !== '');
+    } catch (e) {
+      if (e instanceof SysError && e.code === 'ENOENT') return [];
+      throw e;
+    }
+  }
+
+  /** Whether the kernel offers a reset for this device (`VFIO_DEVICE_FLAGS_RESET`). */
   get canReset(): boolean {
     return (this.info.flags & VFIO_DEVICE_FLAGS.RESET) !== 0;
   }

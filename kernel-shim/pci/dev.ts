@@ -24,7 +24,7 @@ export const PCI_ROM_RESOURCE = 6;
 export const PCI_IRQ = { INTX: 1, MSI: 2, MSIX: 4, ALL_TYPES: 7 } as const;
 
 /** Linux reset methods in the order Linux tries them (`pci_reset_fn_methods`), as far as dmasim models them. */
-export type PciResetMethod = 'flr' | 'pm';
+export type PciResetMethod = 'flr' | 'pm' | 'bus';
 
 /** Formats a bus/device/function as Linux names it: `0000:00:03.0`. */
 export function pciName(bdf: number): string {
@@ -112,7 +112,21 @@ export class PciDev implements Device {
     const methods: PciResetMethod[] = [];
     if (this.pcieCap !== 0 && (this.cfgRead(this.pcieCap + PCI_EXP.DEVCAP, 4) & PCI_EXP.DEVCAP_FLR) !== 0) methods.push('flr');
     if (this.pmCap !== 0 && (this.cfgRead(this.pmCap + PCI_PM.CTRL, 2) & PCI_PM.CTRL_NO_SOFT_RESET) === 0) methods.push('pm');
+    if (this.#busResettable()) methods.push('bus');
     this.resetMethods = methods;
+  }
+
+  /**
+   * Linux `pci_parent_bus_reset`'s probe: not on the root bus, below a bridge, and alone on its bus (no
+   * other function, no bridge beside it).
+   */
+  #busResettable(): boolean {
+    const bus = this.bdf >>> 8;
+    const pci = this.kernel.machine.pci;
+    if (bus === 0 || pci.bridgeTo(bus) === undefined) return false;
+    const others = pci.functions.filter((f) => f.bdf >>> 8 === bus && f.bdf !== this.bdf).length
+      + this.kernel.machine.config.pci.bridges.filter((b) => b.bdf >>> 8 === bus).length;
+    return others === 0;
   }
 
   /** A configuration read (Linux `pci_read_config_*`). */
@@ -409,7 +423,8 @@ export class PciDev implements Device {
   }
 
   /**
-   * Linux `pci_reset_function`: the first reset method that applies (FLR, then PM D3hot -> D0), with the
+   * Linux `pci_reset_function`: the first reset method that applies (FLR, then PM D3hot -> D0, then a
+   * secondary bus reset through the parent bridge when the device is alone on its bus), with the
    * device's configuration header saved and restored around it. `-ENOTTY` without a method.
    */
   async reset(delay: (ns: number) => Promise<unknown>): Promise<number> {
@@ -420,6 +435,11 @@ export class PciDev implements Device {
     if (method === 'flr') {
       const ctl = this.cfgRead(this.pcieCap + PCI_EXP.DEVCTL, 2);
       this.cfgWrite(this.pcieCap + PCI_EXP.DEVCTL, 2, ctl | PCI_EXP.DEVCTL_BCR_FLR);
+      await delay(100_000_000);
+    } else if (method === 'bus') {
+      // pci_reset_secondary_bus: SBR held 2 ms, then pci_bridge_wait_for_secondary_bus's 100 ms.
+      this.kernel.machine.pci.secondaryBusReset(this.kernel.machine.pci.bridgeTo(this.bdf >>> 8) as number);
+      await delay(2_000_000);
       await delay(100_000_000);
     } else {
       const ctl = this.cfgRead(this.pmCap + PCI_PM.CTRL, 2);

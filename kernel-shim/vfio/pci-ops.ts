@@ -22,9 +22,9 @@ import type { BarMapping, VfioPciState } from './pci-state.ts';
  * GET_IRQ_INFO / SET_IRQS (`pci-irqs.ts`), RESET, region read / write (BARs through the machine's MMIO,
  * config through `pci-config.ts`) and BAR mmap. Region `i` sits at file offset `i << 40`.
  *
- * Reset follows `pci_reset_function`'s choice through `PciDev.reset` (FLR, then PM); without a method the
- * device has no RESET flag and `DEVICE_RESET` is `EINVAL` (a secondary bus reset is not modelled: the
- * machine's bridges have no configuration space). A reset, and user space clearing Memory in Command,
+ * Reset follows `pci_reset_function`'s choice through `PciDev.reset` (FLR, then PM, then a secondary bus
+ * reset when the device is alone below its bridge); without a method the device has no RESET flag and
+ * `DEVICE_RESET` is `EINVAL`. A reset, and user space clearing Memory in Command,
  * zap the BAR mappings (their VMAs lose their backing, so an access faults with `EFAULT`, dmasim's SIGBUS);
  * they come back when memory is enabled again (Linux's fault handler inserting the pfns at the next touch).
  * `DEVICE_RESET` keeps interrupts set up as Linux does (`pci_reset_function` restores the MSI / MSI-X state;
@@ -300,7 +300,7 @@ async function openDevice(vdev: VfioDevice, cur: Current): Promise<number> {
   return 0;
 }
 
-/** `__pci_reset_function_locked` without its waits: FLR, else PM D3hot -> D0. */
+/** `__pci_reset_function_locked` without its waits: FLR, else PM D3hot -> D0, else the parent bridge's secondary bus reset. */
 function resetNow(pdev: PciDev): void {
   if (pdev.resetMethods[0] === 'flr') {
     const ctl = pdev.cfgRead(pdev.pcieCap + PCI_EXP.DEVCTL, 2);
@@ -309,6 +309,9 @@ function resetNow(pdev: PciDev): void {
     const ctl = pdev.cfgRead(pdev.pmCap + PCI_PM.CTRL, 2);
     pdev.cfgWrite(pdev.pmCap + PCI_PM.CTRL, 2, (ctl & ~PCI_PM.CTRL_STATE_MASK) | 3);
     pdev.cfgWrite(pdev.pmCap + PCI_PM.CTRL, 2, ctl & ~PCI_PM.CTRL_STATE_MASK);
+  } else if (pdev.resetMethods[0] === 'bus') {
+    const pci = pdev.kernel.machine.pci;
+    pci.secondaryBusReset(pci.bridgeTo(pdev.bdf >>> 8) as number);
   }
 }
 

@@ -46,6 +46,15 @@ export interface PciBus {
   configRead(bdf: number, offset: number, size: number): number;
   /** A configuration write; dropped where no function answers. */
   configWrite(bdf: number, offset: number, size: number, value: number): void;
+  /** The bridge or port whose secondary bus is `bus` (its requester id), or undefined (bus 0 is the root bus). */
+  bridgeTo(bus: number): number | undefined;
+  /**
+   * Secondary Bus Reset on bridge `bridge` (Bridge Control bit 6 set, then cleared): every function on its
+   * secondary bus and on the buses below takes RST# and returns to its power-on state. Returns how many
+   * functions were reset; 0 for an address that is no bridge. dmasim's bridges have no configuration space
+   * of their own, so the kernel pulses the bit through this call.
+   */
+  secondaryBusReset(bridge: number): number;
 }
 
 /** Everything `createMachine` wires for PCI. */
@@ -161,6 +170,31 @@ export function buildPci(sim: Simulator, memory: PhysicalMemory, pciConfig: PciC
     },
     configWrite(bdf, offset, size, value) {
       slotAt.get(bdf)?.fn.configWrite(offset, size, value);
+    },
+    bridgeTo(bus) {
+      return pciConfig.bridges.find((b) => b.secondaryBus === bus)?.bdf;
+    },
+    secondaryBusReset(bridge) {
+      const b = pciConfig.bridges.find((x) => x.bdf === bridge);
+      if (b === undefined) return 0;
+      // The secondary bus and every bus reached through bridges on it.
+      const buses = new Set([b.secondaryBus]);
+      for (let grew = true; grew;) {
+        grew = false;
+        for (const x of pciConfig.bridges) {
+          if (buses.has(x.bdf >>> 8) && !buses.has(x.secondaryBus)) {
+            buses.add(x.secondaryBus);
+            grew = true;
+          }
+        }
+      }
+      let n = 0;
+      for (const sl of slots) {
+        if (!buses.has(sl.bdf >>> 8)) continue;
+        sl.fn.reset();
+        n++;
+      }
+      return n;
     },
   };
   return { pci, mmio, intc, rootComplex, iommu, graph, groups };
