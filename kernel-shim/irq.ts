@@ -1,5 +1,6 @@
 import type { Kernel } from './kernel.ts';
 import { E } from './errno.ts';
+import { RatelimitState } from './iommu/dmar-fault.ts';
 
 /** Handler results (Linux `irqreturn_t`). */
 export const IRQ_NONE = 0;
@@ -17,6 +18,11 @@ export type IrqHandler = (irq: number, devId: unknown) => number;
 
 /** Linux irq numbers: 0..23 are the INTx lines (IOAPIC GSIs); MSI and MSI-X irqs are allocated from here. */
 export const FIRST_DYNAMIC_IRQ = 24;
+
+/** x86 `FIRST_EXTERNAL_VECTOR`: vectors below are exceptions. */
+const FIRST_EXTERNAL_VECTOR = 0x20;
+/** x86 `FIRST_SYSTEM_VECTOR` (`LOCAL_TIMER_VECTOR`): vectors from here have their own entry points (not modelled). */
+const FIRST_SYSTEM_VECTOR = 0xec;
 
 /** Interrupts counted on one irq before the spurious check decides (Linux `note_interrupt`). */
 const SPURIOUS_WINDOW = 100_000;
@@ -71,9 +77,52 @@ export class IrqCore {
   readonly #kernel: Kernel;
   readonly #descs = new Map<number, IrqDesc>();
   #nextIrq = FIRST_DYNAMIC_IRQ;
+  /** Vectors freed since their last message (Linux `VECTOR_SHUTDOWN` in `vector_irq`). */
+  readonly #shutdown = new Set<number>();
+  /** `pr_emerg_ratelimited`'s per-call-site state (`DEFAULT_RATELIMIT_INTERVAL`, `DEFAULT_RATELIMIT_BURST`). */
+  readonly #noHandlerRs: RatelimitState;
+  #noHandler = 0;
 
   constructor(kernel: Kernel) {
     this.#kernel = kernel;
+    this.#noHandlerRs = new RatelimitState({ clock: kernel.sim, log: kernel.log });
+    kernel.machine.intc.onUnhandled((vector) => this.#commonInterrupt(vector));
+  }
+
+  /**
+   * Messages that reached an external vector no irq owned and were logged as "No irq handler for vector"
+   * (whether or not the ratelimit printed them). Linux keeps no such counter (neither `ERR:` nor `SPU:` in
+   * `/proc/interrupts` counts this path); it is dmasim's, beside the interrupt controller's `spurious`.
+   */
+  get noHandler(): number {
+    return this.#noHandler;
+  }
+
+  /**
+   * Linux `clear_irq_vector`: the freed CPU vector is `VECTOR_SHUTDOWN`, so one stray message on it (the
+   * device may still send one) is taken quietly before the vector counts as unused again.
+   */
+  vectorShutdown(vector: number): void {
+    this.#shutdown.add(vector);
+  }
+
+  /** An allocated vector got an irq again (`apic_update_vector`): no longer shut down. */
+  vectorInUse(vector: number): void {
+    this.#shutdown.delete(vector);
+  }
+
+  /**
+   * x86 `common_interrupt` for a vector whose `vector_irq` slot holds no irq (6.1 `__common_interrupt`, 6.10+
+   * `call_irq_handler`): EOI; a `VECTOR_SHUTDOWN` slot becomes `VECTOR_UNUSED` silently, an unused one is
+   * logged at KERN_EMERG through `pr_emerg_ratelimited` (10 per 5 s, then "N callbacks suppressed"). The
+   * CPU number is 0 (one CPU). System vectors (0xec..0xff) and exception vectors are not modelled here.
+   */
+  #commonInterrupt(vector: number): void {
+    if (vector < FIRST_EXTERNAL_VECTOR || vector >= FIRST_SYSTEM_VECTOR) return;
+    if (this.#shutdown.delete(vector)) return;
+    this.#noHandler++;
+    const func = this.#kernel.behaviour.noIrqHandlerFunc;
+    if (this.#noHandlerRs.check(func)) this.#kernel.log.printk('emerg', `${func}: 0.${vector} No irq handler for vector`);
   }
 
   /** The descriptor of `irq`, if it exists. */

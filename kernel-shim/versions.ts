@@ -29,10 +29,17 @@ export interface Behaviour {
    * "vfio/type1: sanitize for overflow using check_*_overflow" series.
    */
   readonly vfioWrapErrno: 'EINVAL' | 'EOVERFLOW';
+  /**
+   * The function an x86 interrupt on a vector with no irq names in its `pr_emerg_ratelimited("%s: %d.%u No
+   * irq handler for vector")` (`__func__`, which also names the ratelimit's "callbacks suppressed" line):
+   * `__common_interrupt`, the body of `DEFINE_IDTENTRY_IRQ(common_interrupt)`, up to 6.9; `call_irq_handler`
+   * from 6.10 (Jacob Pan's posted-MSI series, "x86/irq: Factor out handler invocation from common_interrupt()").
+   */
+  readonly noIrqHandlerFunc: '__common_interrupt' | 'call_irq_handler';
 }
 
 /** The table: one row per version. */
 export const BEHAVIOUR: Readonly<Record<LinuxVersion, Behaviour>> = {
-  '6.1': { release: '6.1.0-dmasim', memfdExecFlags: false, pciEnumKind: false, pciBarLogStyle: 'reg', uioDmaCoherentMemtype: false, vfioWrapErrno: 'EINVAL' },
-  '6.12': { release: '6.12.0-dmasim', memfdExecFlags: true, pciEnumKind: true, pciBarLogStyle: 'bar', uioDmaCoherentMemtype: true, vfioWrapErrno: 'EINVAL' },
+  '6.1': { release: '6.1.0-dmasim', memfdExecFlags: false, pciEnumKind: false, pciBarLogStyle: 'reg', uioDmaCoherentMemtype: false, vfioWrapErrno: 'EINVAL', noIrqHandlerFunc: '__common_interrupt' },
+  '6.12': { release: '6.12.0-dmasim', memfdExecFlags: true, pciEnumKind: true, pciBarLogStyle: 'bar', uioDmaCoherentMemtype: true, vfioWrapErrno: 'EINVAL', noIrqHandlerFunc: 'call_irq_handler' },
 };

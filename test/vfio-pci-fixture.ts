@@ -3,7 +3,7 @@
  * vfio-pci and opened through the real VFIO path: `/dev/vfio/vfio` container, `/dev/vfio/<group>`,
  * `VFIO_GROUP_SET_CONTAINER`, `VFIO_SET_IOMMU(TYPE1v2)`, `VFIO_GROUP_GET_DEVICE_FD` with the BDF.
  */
-import type { Kernel } from '../kernel-shim/kernel.ts';
+import type { Kernel, KernelOptions } from '../kernel-shim/kernel.ts';
 import type { Sys } from '../kernel-shim/task/sys.ts';
 import { O, PROT } from '../kernel-shim/uapi/linux.ts';
 import { VFIO, VFIO_EXT, VFIO_IRQ_SET } from '../kernel-shim/uapi/vfio.ts';
@@ -60,7 +60,7 @@ async function bindVfioPci(sys: Sys, bdf: string): Promise<void> {
 }
 
 /** Runs `body` in a process on a fresh machine whose four functions are bound to vfio-pci; rethrows its failure. */
-export async function onVfio(body: (c: Ctx) => Promise<void>): Promise<void> {
+export async function onVfio(body: (c: Ctx) => Promise<void>, kernelOptions: KernelOptions = {}): Promise<void> {
   await withMachine(CONFIG, async ({ machine, kernel, spawn, run }) => {
     let err: unknown;
     const p = spawn('vfio', async (sys) => {
@@ -82,7 +82,7 @@ export async function onVfio(body: (c: Ctx) => Promise<void>): Promise<void> {
     await run();
     await p.exited;
     if (err !== undefined) throw err;
-  });
+  }, kernelOptions);
 }
 
 /**

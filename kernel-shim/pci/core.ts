@@ -191,14 +191,16 @@ export class PciCore {
     for (let v = FIRST_DEVICE_VECTOR; v <= LAST_DEVICE_VECTOR; v++) {
       if (v === SYSCALL_VECTOR || this.#vectorsUsed.has(v)) continue;
       this.#vectorsUsed.add(v);
+      this.kernel.irq.vectorInUse(v);
       return v;
     }
     return -1;
   }
 
-  /** Returns `v` to the pool and removes its handler. */
+  /** Returns `v` to the pool and removes its handler; the vector is shut down (one stray message is quiet). */
   freeCpuVector(v: number): void {
     this.#vectorsUsed.delete(v);
     this.kernel.machine.intc.onVector(v, undefined);
+    this.kernel.irq.vectorShutdown(v);
   }
 }

@@ -15,7 +15,8 @@ export const INTX_LINES = 24;
  * 0xFEEx_xxxx: destination APIC id = address[19:12]; data: vector = data[7:0], delivery mode and trigger
  * ignored: fixed, edge) and an IOAPIC's level-triggered, shared INTx lines. Handlers are hooks the kernel's
  * IRQ layer (later) and bare-hardware scenarios install; a message for a vector nobody handles, or an
- * illegal vector (0..15), is counted as spurious and traced. Delivery is synchronous, at the sender's time.
+ * illegal vector (0..15), is counted as spurious and traced, and a legal one goes to the
+ * {@link InterruptController.onUnhandled} hook. Delivery is synchronous, at the sender's time.
  */
 export class InterruptController implements MsiSink {
   /** Messages delivered per vector. */
@@ -25,6 +26,7 @@ export class InterruptController implements MsiSink {
   #received: Counter | undefined;
   readonly #sim: Scheduler;
   readonly #handlers: (VectorHandler | undefined)[] = Array.from({ length: 256 }, () => undefined);
+  #unhandled: VectorHandler | undefined;
   readonly #intxHandlers: (IntxHandler | undefined)[] = Array.from({ length: INTX_LINES }, () => undefined);
   /** Requester ids asserting each line (INTx is wired-OR: the line is high while any of them asserts). */
   readonly #asserting: Set<number>[] = Array.from({ length: INTX_LINES }, () => new Set<number>());
@@ -40,6 +42,17 @@ export class InterruptController implements MsiSink {
     invariant(Number.isInteger(vector) && vector >= 0 && vector <= 255, () => `vector must be 0..255, got ${vector}`);
     const prev = this.#handlers[vector];
     this.#handlers[vector] = handler;
+    return prev;
+  }
+
+  /**
+   * Installs (or with undefined removes) what runs for a message on a legal vector that has no handler,
+   * after it is counted as spurious: the CPU's own entry for a vector nothing claimed (the kernel logs it);
+   * returns the previous one. Illegal vectors (0..15) never reach it.
+   */
+  onUnhandled(handler: VectorHandler | undefined): VectorHandler | undefined {
+    const prev = this.#unhandled;
+    this.#unhandled = handler;
     return prev;
   }
 
@@ -61,6 +74,7 @@ export class InterruptController implements MsiSink {
     if (h === undefined) {
       (this.#spurious ??= this.#sim.stats.counter(this.#name, 'spurious')).value++;
       if (trace.active) trace.emit(this.#sim.now, this.#name, 'spurious', { vector, destination, requester, address, data });
+      if (vector >= FIRST_LEGAL_VECTOR) this.#unhandled?.(vector, destination, requester);
       return;
     }
     this.delivered[vector] = (this.delivered[vector] as number) + 1;
