@@ -1,4 +1,4 @@
-import { APEX, APEX_OFFSET, type ApexRegName } from '../device-models/index.ts';
+import { APEX, APEX_IRQ_COUNT, APEX_OFFSET, ApexIrq, type ApexRegName } from '../device-models/index.ts';
 import type { MachineConfig } from '../machine/index.ts';
 
 /**
@@ -96,4 +96,35 @@ export async function apexReset(bar: ApexBar, say: (t: string) => void): Promise
   await poll(bar, off('PAGE_TABLE_INIT'), 1, 1, 'page table init');
   await poll(bar, off('MSIX_TABLE_INIT'), 1, 1, 'MSI-X table init');
   say(`SCU: GCB out of reset (SCU_3 ${hex(bar.r32(SCU_3))}), PAGE_TABLE_INIT ${bar.r64(off('PAGE_TABLE_INIT'))}, MSIX_TABLE_INIT ${bar.r64(off('MSIX_TABLE_INIT'))}`);
+}
+
+/**
+ * gasket_interrupt_init's INTVECCTL half: source i names MSI-X entry i (the queues' own registers, FATAL_ERR's,
+ * then SC_HOST_0-3 and TOP_LEVEL_0-3 packed 7 bits each).
+ */
+export function programIntvecctl(bar: ApexBar): void {
+  for (let i = 0; i < APEX_IRQ_COUNT; i++) {
+    if (i < 4) bar.w64(off('INSTR_QUEUE_INTVECCTL') + 8 * i, i);
+    else if (i === ApexIrq.FATAL_ERR) bar.w64(off('FATAL_ERR_INTVECCTL'), i);
+    else rmw64(bar, i < 8 ? off('SC_HOST_INTVECCTL') : off('TOP_LEVEL_INTVECCTL'), BigInt(i), 7, 7 * ((i - 4) % 4));
+  }
+}
+
+/**
+ * libedgetpu's queue-0 start: descriptor size checked, ring and status block at their device addresses,
+ * `ring` descriptors, enabled (waiting for IQ_STATUS), the scalar core running, status block updates on, and
+ * the queue (`iqInterrupt`), SC_HOST and FATAL_ERR interrupt controls set.
+ */
+export async function startQueue0(bar: ApexBar, ringAddr: number | bigint, statusAddr: number | bigint, ring: number, iqInterrupt: boolean): Promise<void> {
+  if (bar.r64(off('IQ_DESCRIPTOR_SIZE')) !== 16n) throw new Error('apex: descriptor size is not 16');
+  bar.w64(off('IQ_BASE'), ringAddr);
+  bar.w64(off('IQ_STATUS_BLOCK_BASE'), statusAddr);
+  bar.w64(off('IQ_SIZE'), ring);
+  bar.w64(off('IQ_CONTROL'), 0b101);
+  await poll(bar, off('IQ_STATUS'), 1, 1, 'queue enabled');
+  bar.w64(off('SC_RUN_CONTROL'), 1);
+  bar.w64(off('STATUS_BLOCK_UPDATE'), 0);
+  bar.w64(off('IQ_INT_CONTROL'), iqInterrupt ? 1 : 0);
+  bar.w64(off('SC_HOST_INT_CONTROL'), 0xf);
+  bar.w64(off('FATAL_ERR_INT_CONTROL'), 1);
 }

@@ -4,7 +4,7 @@ import {
 } from '../device-models/index.ts';
 import { REG, createVtdSlPageTable, fmask, formatBdf, frameTableAllocator, type VtdSlPageTable } from '../iommu/index.ts';
 import type { Machine } from '../machine/index.ts';
-import { MATMUL, apexReset, hex, matmulRef, off, poll, rmw64, withApex, type ApexBar } from './apex-common.ts';
+import { MATMUL, apexReset, hex, matmulRef, off, programIntvecctl, rmw64, startQueue0, withApex, type ApexBar } from './apex-common.ts';
 import type { Scenario, ScenarioContext } from './scenario.ts';
 
 /** Message data of source i's MSI-X entry: vector 0x40 + i (gasket's one vector per source). */
@@ -162,11 +162,7 @@ class ApexDirectDriver implements ApexBar {
       this.w32(e + 4, 0);
       this.w32(e + 8, VECTOR_BASE + i);
     }
-    for (let i = 0; i < APEX_IRQ_COUNT; i++) {
-      if (i < 4) this.w64(off('INSTR_QUEUE_INTVECCTL') + 8 * i, i);
-      else if (i === ApexIrq.FATAL_ERR) this.w64(off('FATAL_ERR_INTVECCTL'), i);
-      else this.rmw64(i < 8 ? off('SC_HOST_INTVECCTL') : off('TOP_LEVEL_INTVECCTL'), BigInt(i), 7, 7 * ((i - 4) % 4));
-    }
+    programIntvecctl(this);
     for (let i = 0; i < APEX_IRQ_COUNT; i++) this.w32(APEX_MSIX_TABLE + 16 * i + 12, 0);
   }
 
@@ -176,18 +172,8 @@ class ApexDirectDriver implements ApexBar {
     this.w64(off('EXTENDED_TABLE'), SIMPLE_SLOTS);
     for (const [s, p] of this.phys) this.w64(APEX_PAGE_TABLE.offset + 8 * s, BigInt(this.#bus.bus(p)) | 1n);
     this.#say(`page table: ${this.r64(off('EXTENDED_TABLE'))} simple slots + ${APEX_PAGE_TABLE.entries - SIMPLE_SLOTS} extended; ${this.phys.size} slots mapped (${this.#bus.label})`);
-    if (this.r64(off('IQ_DESCRIPTOR_SIZE')) !== 16n) throw new Error('apex-direct: descriptor size is not 16');
-    this.w64(off('IQ_BASE'), SLOT.ring << 12);
-    this.w64(off('IQ_STATUS_BLOCK_BASE'), SLOT.status << 12);
-    this.w64(off('IQ_SIZE'), RING);
-    this.w64(off('IQ_CONTROL'), 0b101);
-    await poll(this, off('IQ_STATUS'), 1, 1, 'queue enabled');
+    await startQueue0(this, SLOT.ring << 12, SLOT.status << 12, RING, true);
     this.tail = 0;
-    this.w64(off('SC_RUN_CONTROL'), 1);
-    this.w64(off('STATUS_BLOCK_UPDATE'), 0);
-    this.w64(off('IQ_INT_CONTROL'), 1);
-    this.w64(off('SC_HOST_INT_CONTROL'), 0xf);
-    this.w64(off('FATAL_ERR_INT_CONTROL'), 1);
     this.#say(`queue 0: ${RING} descriptors at device ${hex(SLOT.ring << 12)}, status block at ${hex(SLOT.status << 12)}, IQ_STATUS ${hex(this.r64(off('IQ_STATUS')))}`);
   }
 

@@ -1,7 +1,7 @@
 import { PAGE_SIZE, type Mapping, type Sys } from '../kernel-shim/index.ts';
 import { APEX_COMMAND_SIZE, APEX_IRQ_COUNT, APEX_PAGE_TABLE, ApexIrq } from '../device-models/index.ts';
 import { VfioPciDevice, type DmaBuffer } from '../userspace/index.ts';
-import { apexReset, hex, off, poll, rmw64, type ApexBar } from './apex-common.ts';
+import { apexReset, hex, off, programIntvecctl, startQueue0, type ApexBar } from './apex-common.ts';
 
 /**
  * A user-space Apex driver over VFIO, the way a runtime that owns the whole device drives it: BAR2 mapped
@@ -108,11 +108,7 @@ export class ApexVfio implements ApexBar {
    */
   async armInterrupts(): Promise<void> {
     this.#efds = await this.dev.enableMsix(APEX_IRQ_COUNT);
-    for (let i = 0; i < APEX_IRQ_COUNT; i++) {
-      if (i < 4) this.w64(off('INSTR_QUEUE_INTVECCTL') + 8 * i, i);
-      else if (i === ApexIrq.FATAL_ERR) this.w64(off('FATAL_ERR_INTVECCTL'), i);
-      else rmw64(this, i < 8 ? off('SC_HOST_INTVECCTL') : off('TOP_LEVEL_INTVECCTL'), BigInt(i), 7, 7 * ((i - 4) % 4));
-    }
+    programIntvecctl(this);
   }
 
   /** Points gasket slot `slot` at `iova` (valid bit set) and remembers it for the next reset. */
@@ -135,20 +131,10 @@ export class ApexVfio implements ApexBar {
     this.w64(off('EXTENDED_TABLE'), SIMPLE_SLOTS);
     for (let p = 0; p < this.queue.size / PAGE_SIZE; p++) this.#slots.set(p, this.queue.iova + BigInt(p * PAGE_SIZE));
     for (const [s, iova] of this.#slots) this.w64(APEX_PAGE_TABLE.offset + 8 * s, iova | 1n);
-    if (this.r64(off('IQ_DESCRIPTOR_SIZE')) !== 16n) throw new Error('apex-vfio: descriptor size is not 16');
     this.queue.map.bytes?.fill(0, 0, 2 * PAGE_SIZE);
-    this.w64(off('IQ_BASE'), devAddr(QSLOT.ring));
-    this.w64(off('IQ_STATUS_BLOCK_BASE'), devAddr(QSLOT.status));
-    this.w64(off('IQ_SIZE'), RING);
-    this.w64(off('IQ_CONTROL'), 0b101);
-    await poll(this, off('IQ_STATUS'), 1, 1, 'queue enabled');
-    this.tail = 0;
-    this.w64(off('SC_RUN_CONTROL'), 1);
-    this.w64(off('STATUS_BLOCK_UPDATE'), 0);
     // Completion is SC_HOST_0; the queue's own interrupt is left off (the status block says the same).
-    this.w64(off('IQ_INT_CONTROL'), 0);
-    this.w64(off('SC_HOST_INT_CONTROL'), 0xf);
-    this.w64(off('FATAL_ERR_INT_CONTROL'), 1);
+    await startQueue0(this, devAddr(QSLOT.ring), devAddr(QSLOT.status), RING, false);
+    this.tail = 0;
   }
 
   /**

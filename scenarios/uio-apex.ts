@@ -1,7 +1,7 @@
 import { bootKernel, MAP, O, PAGE_SIZE, POLL, PROT, type LinuxVersion, type Mapping, type PollFd, type Sys } from '../kernel-shim/index.ts';
 import { APEX_COMMAND_SIZE, APEX_PAGE_TABLE, ApexOp } from '../device-models/index.ts';
 import type { Machine, MachineConfig } from '../machine/index.ts';
-import { MATMUL, apexReset, hex, matmulRef, off, poll, withApex, type ApexBar } from './apex-common.ts';
+import { MATMUL, apexReset, hex, matmulRef, off, startQueue0, withApex, type ApexBar } from './apex-common.ts';
 import type { Scenario, ScenarioContext } from './scenario.ts';
 
 const PROT_RW = PROT.READ | PROT.WRITE;
@@ -86,17 +86,7 @@ async function driver(sys: Sys, m: Machine, w: (t: string) => void, translating:
   const dev = { q: (p: number) => p << 12, d: (p: number) => (DATA_SLOT0 + p) << 12 };
   w(`page table: ${bar.r64(off('EXTENDED_TABLE'))} simple slots; slots 0-${qm.size / PAGE_SIZE - 1} -> map1, ${DATA_SLOT0}-${DATA_SLOT0 + dm.size / PAGE_SIZE - 1} -> map2 (entries hold the sysfs DMA addresses)`);
 
-  if (bar.r64(off('IQ_DESCRIPTOR_SIZE')) !== 16n) throw new Error('uio-apex: descriptor size is not 16');
-  bar.w64(off('IQ_BASE'), dev.q(Q.ring));
-  bar.w64(off('IQ_STATUS_BLOCK_BASE'), dev.q(Q.status));
-  bar.w64(off('IQ_SIZE'), RING);
-  bar.w64(off('IQ_CONTROL'), 0b101);
-  await poll(bar, off('IQ_STATUS'), 1, 1, 'queue enabled');
-  bar.w64(off('SC_RUN_CONTROL'), 1);
-  bar.w64(off('STATUS_BLOCK_UPDATE'), 0);
-  bar.w64(off('IQ_INT_CONTROL'), 1);
-  bar.w64(off('SC_HOST_INT_CONTROL'), 0xf);
-  bar.w64(off('FATAL_ERR_INT_CONTROL'), 1);
+  await startQueue0(bar, dev.q(Q.ring), dev.q(Q.status), RING, true);
   w(`queue 0: ${RING} descriptors at device ${hex(dev.q(Q.ring))} (map1 page ${Q.ring}), status block at ${hex(dev.q(Q.status))}, IQ_STATUS ${hex(bar.r64(off('IQ_STATUS')))}`);
 
   const a = new Int8Array(M * K);
