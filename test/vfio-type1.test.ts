@@ -17,9 +17,11 @@ import {
   getInfo, mapDma, PG, R, RW, settle, type1Of, U64_MAX, unmanagedDomains, unmapDma, W,
 } from './vfio-type1-fixture.ts';
 import type { Behaviour } from '../kernel-shim/versions.ts';
+import { dmaEntryLimit } from '../kernel-shim/vfio/type1.ts';
 import type { Sys } from '../kernel-shim/task/sys.ts';
 import { MAP, O, PROT } from '../kernel-shim/uapi/linux.ts';
-import { VFIO, VFIO_DMA_MAP_FLAG, VFIO_DMA_UNMAP_FLAG, VFIO_EXT, VFIO_IOMMU_TYPE1_INFO_CAP } from '../kernel-shim/uapi/vfio.ts';
+import { VFIO, VFIO_DMA_MAP_FLAG, VFIO_DMA_UNMAP_FLAG, VFIO_EXT, VFIO_IOMMU_TYPE1_INFO_CAP, vfio_group_status } from '../kernel-shim/uapi/vfio.ts';
+import { withLayout } from '../kernel-shim/uapi/registry.ts';
 import type { Mapping } from '../kernel-shim/mm/mapping.ts';
 import { DmaStatus } from '../sim/index.ts';
 
@@ -236,6 +238,30 @@ describe('MAP_DMA (vfio_iommu_type1_map_dma, vfio_dma_do_map)', () => {
       expect(await mapDma(sys, container, { vaddr: m.addr + 3n * PG, iova: IOVA + 3n * PG, size: PG })).toBe('success');
       expect(type1Of(kernel)?.dmaAvail).toBe(0);
     }, { kernel: { cmdline: 'quiet vfio_iommu_type1.dma_entry_limit=3' } });
+  });
+
+  it('dma_entry_limit as parse_args and param_set_uint take it: base 0 (hex, octal), dashes for underscores, bad values ignored, the last good one wins', () => {
+    expect(dmaEntryLimit('')).toBe(65535);
+    expect(dmaEntryLimit('vfio_iommu_type1.dma_entry_limit=3')).toBe(3);
+    expect(dmaEntryLimit('vfio_iommu_type1.dma_entry_limit=0x10')).toBe(16);
+    expect(dmaEntryLimit('vfio_iommu_type1.dma_entry_limit=010')).toBe(8);
+    expect(dmaEntryLimit('vfio_iommu_type1.dma_entry_limit=+7')).toBe(7);
+    expect(dmaEntryLimit('vfio-iommu-type1.dma-entry-limit=5')).toBe(5);
+    expect(dmaEntryLimit('vfio_iommu_type1.dma_entry_limit=0')).toBe(0);
+    expect(dmaEntryLimit('vfio_iommu_type1.dma_entry_limit=4294967295')).toBe(0xffff_ffff);
+    for (const bad of ['4294967296', '-1', '12abc', '0x', '09', '', 'ten']) expect(dmaEntryLimit(`vfio_iommu_type1.dma_entry_limit=${bad}`)).toBe(65535);
+    expect(dmaEntryLimit('vfio_iommu_type1.dma_entry_limit=9 quiet vfio_iommu_type1.dma_entry_limit=x vfio_iommu_type1.dma_entry_limit=2')).toBe(2);
+    expect(dmaEntryLimit('vfio_iommu_type1.dma_entry_limit=2 vfio_iommu_type1.dma_entry_limit=bad')).toBe(2);
+    expect(dmaEntryLimit('xvfio_iommu_type1.dma_entry_limit=2 vfio_iommu_type1.dma_entry_limits=2')).toBe(65535);
+  });
+
+  it('dma_entry_limit=0: every MAP is ENOSPC (after the overlap check)', async () => {
+    await run(async (sys) => {
+      const { container } = await openChain(sys);
+      const m = await buffer(sys, 1);
+      expect((await getInfo(sys, container)).avail).toBe(0);
+      expect(await mapDma(sys, container, { vaddr: m.addr, iova: IOVA, size: PG })).toBe('ENOSPC');
+    }, { kernel: { cmdline: 'vfio-iommu-type1.dma_entry_limit=0x0' } });
   });
 
   it('step 8: outside the IOVA ranges (the MSI window 0xfee00000-0xfeefffff, past the 48-bit aperture) is EINVAL, before pinning', async () => {
@@ -617,6 +643,26 @@ describe('accounting and teardown', () => {
     expectClean(b);
     expect(b.kernel.userPages.live).toBe(live0);
     expect(devRead(b, 0n)).toBe('fault 0x06');
+  });
+
+  it('unbinding the last device with the group fd open detaches the group (vfio_device_remove_group): every mapping dropped', async () => {
+    await run(async (sys, { kernel }) => {
+      const { container, group } = await openChain(sys);
+      const m = await buffer(sys, 2);
+      await mapDma(sys, container, { vaddr: m.addr, iova: IOVA, size: 2n * PG });
+      const fd = await sys.open(`/sys/bus/pci/devices/${EDU}/driver/unbind`, O.WRONLY);
+      await sys.write(fd, EDU);
+      await sys.close(fd);
+      expect(kernel.userPages.pinned).toBe(0);
+      expect(await lockedVm(sys, kernel)).toBe(0);
+      expect(unmanagedDomains(kernel)).toBe(0);
+      // vfio_group_ioctl_get_status: no iommu_group any more, ENODEV; UNSET_CONTAINER: no container, EINVAL.
+      expect(await errnoOf(sys.ioctl(group, VFIO.GROUP_GET_STATUS, withLayout(vfio_group_status, { argsz: 8, flags: 0 })))).toBe('ENODEV');
+      expect(await errnoOf(sys.ioctl(group, VFIO.GROUP_UNSET_CONTAINER))).toBe('EINVAL');
+      expect(await mapDma(sys, container, { vaddr: m.addr, iova: IOVA, size: PG })).toBe('EINVAL');
+      await sys.close(group);
+      await sys.close(container);
+    });
   });
 
   it('the last group leaving (UNSET_CONTAINER) drops every mapping; set up again the container starts empty', async () => {

@@ -38,14 +38,31 @@ const DIRTY_BITMAP_SIZE_MAX = ((2n ** 31n - 1n + 63n) / 64n) * 8n;
 /** The default `dma_entry_limit` (`U16_MAX`). */
 export const DMA_ENTRY_LIMIT_DEFAULT = 65535;
 
-/** `dma_entry_limit` from the command line (`vfio_iommu_type1.dma_entry_limit=N`), else the default. */
+/**
+ * `dma_entry_limit` from the command line (`vfio_iommu_type1.dma_entry_limit=N`), else the default. As
+ * Linux's `parse_args` and `param_set_uint` take it: `-` and `_` are the same in the name (`parameq`), the
+ * value is `kstrtouint(val, 0)` (decimal, `0x` hex or leading-`0` octal, an optional `+`); a value that
+ * does not parse or does not fit 32 bits is refused and leaves the previous one; the last valid one wins.
+ */
 export function dmaEntryLimit(cmdline: string): number {
   let v = DMA_ENTRY_LIMIT_DEFAULT;
   for (const w of cmdline.split(/\s+/)) {
-    const m = /^vfio_iommu_type1\.dma_entry_limit=(\d+)$/.exec(w);
-    if (m !== null) v = Math.min(Number(m[1]), 0xffff_ffff);
+    const eq = w.indexOf('=');
+    if (eq < 0 || w.slice(0, eq).replaceAll('-', '_') !== 'vfio_iommu_type1.dma_entry_limit') continue;
+    const n = kstrtouint(w.slice(eq + 1));
+    if (n !== null) v = n;
   }
   return v;
+}
+
+/** Linux `kstrtouint(s, 0, &res)`: the value, or null for `-EINVAL` / `-ERANGE`. */
+function kstrtouint(s: string): number | null {
+  const t = s.startsWith('+') ? s.slice(1) : s;
+  const m = /^(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\n?$/.exec(t);
+  if (m === null) return null;
+  const digits = m[1] as string;
+  const n = /^0[xX]/.test(digits) ? BigInt(digits) : digits.length > 1 && digits.startsWith('0') ? BigInt(`0o${digits.slice(1)}`) : BigInt(digits);
+  return n > 0xffff_ffffn ? null : Number(n);
 }
 
 /** A contiguous piece of one mapping as it went into the domain: pinned frames, or a PFNMAP range (no frames). */
