@@ -20,7 +20,7 @@ import type { Behaviour } from '../kernel-shim/versions.ts';
 import { dmaEntryLimit } from '../kernel-shim/vfio/type1.ts';
 import type { Sys } from '../kernel-shim/task/sys.ts';
 import { MAP, O, PROT } from '../kernel-shim/uapi/linux.ts';
-import { VFIO, VFIO_DMA_MAP_FLAG, VFIO_DMA_UNMAP_FLAG, VFIO_EXT, VFIO_IOMMU_TYPE1_INFO_CAP, vfio_group_status } from '../kernel-shim/uapi/vfio.ts';
+import { VFIO, VFIO_DMA_MAP_FLAG, VFIO_DMA_UNMAP_FLAG, VFIO_EXT, VFIO_IOMMU_DIRTY_PAGES_FLAG, VFIO_IOMMU_TYPE1_INFO_CAP, vfio_group_status, vfio_iommu_type1_dirty_bitmap } from '../kernel-shim/uapi/vfio.ts';
 import { withLayout } from '../kernel-shim/uapi/registry.ts';
 import type { Mapping } from '../kernel-shim/mm/mapping.ts';
 import { DmaStatus } from '../sim/index.ts';
@@ -453,6 +453,28 @@ describe('UNMAP_DMA (vfio_iommu_type1_unmap_dma, vfio_dma_do_unmap)', () => {
       expect((await getInfo(sys, container)).avail).toBe(65535);
     });
     expectClean(b);
+  });
+});
+
+describe('DIRTY_PAGES (vfio_iommu_type1_dirty_pages)', () => {
+  it('v1 is EACCES before the argument is read; argsz < 8, unknown flags, or not exactly one of START, STOP, GET_BITMAP EINVAL', async () => {
+    await run(async (sys) => {
+      const { container } = await openChain(sys);
+      const dirty = (argsz: number, flags: number): Promise<string> => errnoOf(sys.ioctl(container, VFIO.IOMMU_DIRTY_PAGES, withLayout(vfio_iommu_type1_dirty_bitmap, { argsz, flags })));
+      const D = VFIO_IOMMU_DIRTY_PAGES_FLAG;
+      expect(await dirty(7, D.START)).toBe('EINVAL');
+      for (const f of [0, D.START | D.STOP, D.STOP | D.GET_BITMAP, 1 << 3, D.START | (1 << 3)]) expect(await dirty(8, f)).toBe('EINVAL');
+      expect(await dirty(8, D.START)).toBe('success');
+      expect(await dirty(8, D.STOP)).toBe('success');
+      expect(await dirty(8, D.STOP)).toBe('success');
+    });
+    await run(async (sys) => {
+      const { container } = await openChain(sys, VFIO_EXT.TYPE1_IOMMU);
+      expect(await errnoOf(sys.ioctl(container, VFIO.IOMMU_DIRTY_PAGES, 0))).toBe('EACCES');
+      // GET_INFO is the same on v1.
+      const i = await getInfo(sys, container);
+      expect(i.caps.map((c) => c.id)).toEqual([2, 3, 1]);
+    });
   });
 });
 
