@@ -35,7 +35,7 @@ describe('vfio-pci interrupts of edu and the Apex (vfio_pci_intrs.c)', () => {
     });
   });
 
-  it('edu INTx: automasked after each interrupt, UNMASK re-arms, a pending one re-sent; MASK/UNMASK by eventfd ENOTTY/EINVAL (vfio_intx_handler, vfio_pci_set_intx_unmask)', async () => {
+  it('edu INTx: automasked after each interrupt, UNMASK re-arms, a pending one re-sent; MASK by eventfd ENOTTY (vfio_intx_handler, vfio_pci_set_intx_unmask)', async () => {
     await onVfio(async ({ sys }) => {
       const edu = await open(sys, 'edu');
       const efd = await sys.eventfd();
@@ -65,6 +65,59 @@ describe('vfio-pci interrupts of edu and the Apex (vfio_pci_intrs.c)', () => {
       await set(irqSet(DATA_NONE | ACTION_TRIGGER, VFIO_PCI_IRQ.INTX, 0, 1));
       expect(await readEventfd(sys, efd)).toBe(1n);
       expect(await errnoOf(set(irqSet(DATA_EVENTFD | ACTION_TRIGGER, VFIO_PCI_IRQ.MSI, 0, 1, new Int32Array([efd]))))).toBe('EINVAL');
+      await set(irqSet(DATA_NONE | ACTION_TRIGGER, VFIO_PCI_IRQ.INTX, 0, 0));
+      await sys.close(edu);
+    });
+  });
+
+  it('edu INTx unmask by eventfd (the virqfd of vfio_pci_set_intx_unmask): each signal unmasks, a pending interrupt is re-sent; EBADF, EINVAL, EBUSY; -1 drops it', async () => {
+    await onVfio(async ({ sys }) => {
+      const edu = await open(sys, 'edu');
+      const trig = await sys.eventfd();
+      const unmask = await sys.eventfd();
+      const set = (o: object) => sys.ioctl(edu, VFIO.DEVICE_SET_IRQS, o);
+      const unmaskFd = (fd: number) => set(irqSet(DATA_EVENTFD | ACTION_UNMASK, VFIO_PCI_IRQ.INTX, 0, 1, new Int32Array([fd])));
+      // Before INTx is set up: vfio_pci_set_intx_unmask's is_intx check.
+      expect(await errnoOf(unmaskFd(unmask))).toBe('EINVAL');
+      await set(irqSet(DATA_EVENTFD | ACTION_TRIGGER, VFIO_PCI_IRQ.INTX, 0, 1, new Int32Array([trig])));
+      expect(await errnoOf(unmaskFd(999))).toBe('EBADF');
+      expect(await errnoOf(unmaskFd(edu))).toBe('EINVAL');
+      await unmaskFd(unmask);
+      expect(await errnoOf(unmaskFd(unmask))).toBe('EBUSY');
+      const signal = (fd: number) => sys.write(fd, new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]));
+      await w32(sys, edu, 0x60, 1);
+      await sys.nanosleep(10_000);
+      expect(await readEventfd(sys, trig)).toBe(1n);
+      await w32(sys, edu, 0x64, 1);
+      // The user's unmask is a write to the eventfd; the kernel consumes it.
+      await signal(unmask);
+      expect(await readable(sys, unmask)).toBe(false);
+      await w32(sys, edu, 0x60, 2);
+      await sys.nanosleep(10_000);
+      expect(await readEventfd(sys, trig)).toBe(1n);
+      // Unmasked while still asserted: the interrupt comes again.
+      await signal(unmask);
+      await sys.nanosleep(10_000);
+      expect(await readEventfd(sys, trig)).toBe(1n);
+      await w32(sys, edu, 0x64, 2);
+      await signal(unmask);
+      // -1 drops the virqfd: a signal then stays in the eventfd and unmasks nothing.
+      await unmaskFd(-1);
+      await w32(sys, edu, 0x60, 4);
+      await sys.nanosleep(10_000);
+      expect(await readEventfd(sys, trig)).toBe(1n);
+      await w32(sys, edu, 0x64, 4);
+      await signal(unmask);
+      expect(await readEventfd(sys, unmask)).toBe(1n);
+      await w32(sys, edu, 0x60, 8);
+      await sys.nanosleep(10_000);
+      expect(await readable(sys, trig)).toBe(false);
+      // A count already in the eventfd at registration unmasks at once (virqfd's missed-event check).
+      await signal(unmask);
+      await unmaskFd(unmask);
+      await sys.nanosleep(10_000);
+      expect(await readEventfd(sys, trig)).toBe(1n);
+      await w32(sys, edu, 0x64, 8);
       await set(irqSet(DATA_NONE | ACTION_TRIGGER, VFIO_PCI_IRQ.INTX, 0, 0));
       await sys.close(edu);
     });

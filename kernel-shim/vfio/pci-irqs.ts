@@ -123,7 +123,7 @@ function intxEnable(st: VfioPciState, trigger: EventfdCtx | undefined): number {
   if (st.irqType !== undefined) return E.EINVAL;
   const pdev = st.pdev;
   if (pdev.intxIrq === 0) return E.ENODEV;
-  const ctx = { trigger, masked: st.virqDisabled, devId: {} };
+  const ctx: NonNullable<VfioPciState['intx']> = { trigger, masked: st.virqDisabled, devId: {}, unmask: undefined };
   st.intx = ctx;
   if (st.pci23) pdev.intx(!ctx.masked);
   st.irqType = VFIO_PCI_IRQ.INTX;
@@ -144,6 +144,7 @@ function intxEnable(st: VfioPciState, trigger: EventfdCtx | undefined): number {
 function intxDisable(st: VfioPciState): void {
   const ctx = st.intx;
   if (ctx !== undefined) {
+    virqfdDisable(ctx);
     const irq = st.pdev.kernel.irq;
     if (!st.pci23 && ctx.masked) irq.enable(st.pdev.intxIrq);
     irq.free(st.pdev.intxIrq, ctx.devId);
@@ -178,11 +179,42 @@ function setIntxTrigger(st: VfioPciState, cur: Current, start: number, count: nu
   return 0;
 }
 
-function setIntxMask(st: VfioPciState, start: number, count: number, flags: number, data: Uint8Array, unmask: boolean): number {
+/** Linux `vfio_virqfd_disable` of the unmask virqfd. */
+function virqfdDisable(ctx: NonNullable<VfioPciState['intx']>): void {
+  ctx.unmask?.remove();
+  ctx.unmask = undefined;
+}
+
+/**
+ * Linux `vfio_virqfd_enable(vdev, vfio_pci_intx_unmask_handler, vfio_send_intx_eventfd, ..., fd)`: `EBADF`
+ * for no file, `EINVAL` for a non-eventfd, `EBUSY` if one is registered. Each signal of the eventfd is
+ * consumed (`eventfd_ctx_do_read` in `virqfd_wakeup`) and unmasks INTx, re-sending a still-pending one to
+ * the trigger; a count already there at registration unmasks at once, without being consumed.
+ */
+function virqfdEnable(st: VfioPciState, cur: Current, fd: number): number {
+  const ctx = st.intx as NonNullable<VfioPciState['intx']>;
+  const efd = eventfdGet(cur, fd);
+  if (typeof efd === 'number') return efd;
+  if (ctx.unmask !== undefined) return E.EBUSY;
+  const wakeup = (): void => {
+    if (efd.count === 0n) return;
+    efd.count -= efd.semaphore ? 1n : efd.count;
+    intxUnmask(st);
+  };
+  ctx.unmask = { ctx: efd, remove: efd.wq.addPoller(wakeup) };
+  if (efd.count > 0n) intxUnmask(st);
+  return 0;
+}
+
+function setIntxMask(st: VfioPciState, cur: Current, start: number, count: number, flags: number, data: Uint8Array, unmask: boolean): number {
   if (st.irqType !== VFIO_PCI_IRQ.INTX || start !== 0 || count !== 1) return E.EINVAL;
   if ((flags & VFIO_IRQ_SET.DATA_EVENTFD) !== 0) {
-    // Linux: MASK by eventfd is unimplemented (ENOTTY); UNMASK by eventfd is an irqfd, not modelled here.
-    return unmask ? E.EINVAL : E.ENOTTY;
+    // Linux: MASK by eventfd is unimplemented (ENOTTY); UNMASK by eventfd registers (fd >= 0) or drops the virqfd.
+    if (!unmask) return E.ENOTTY;
+    const fd = new DataView(data.buffer, data.byteOffset).getInt32(0, true);
+    if (fd >= 0) return virqfdEnable(st, cur, fd);
+    virqfdDisable(st.intx as NonNullable<VfioPciState['intx']>);
+    return 0;
   }
   if ((flags & VFIO_IRQ_SET.DATA_NONE) !== 0 || data[0] !== 0) {
     if (unmask) intxUnmask(st);
@@ -347,8 +379,8 @@ export function setIrqs(st: VfioPciState, cur: Current, arg: number): number {
   const action = flags & VFIO_IRQ_SET.ACTION_TYPE_MASK;
   switch (index) {
     case VFIO_PCI_IRQ.INTX:
-      if (action === VFIO_IRQ_SET.ACTION_MASK) return setIntxMask(st, start, count, flags, data, false);
-      if (action === VFIO_IRQ_SET.ACTION_UNMASK) return setIntxMask(st, start, count, flags, data, true);
+      if (action === VFIO_IRQ_SET.ACTION_MASK) return setIntxMask(st, cur, start, count, flags, data, false);
+      if (action === VFIO_IRQ_SET.ACTION_UNMASK) return setIntxMask(st, cur, start, count, flags, data, true);
       if (action === VFIO_IRQ_SET.ACTION_TRIGGER) return setIntxTrigger(st, cur, start, count, flags, data);
       return E.ENOTTY;
     case VFIO_PCI_IRQ.MSI:

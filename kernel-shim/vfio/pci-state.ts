@@ -17,7 +17,13 @@ export interface VfioPciState {
   /** The enabled interrupt index (`irq_type`), undefined for none (`VFIO_PCI_NUM_IRQS`). */
   irqType: number | undefined;
   /** INTx: its trigger and whether it is masked. */
-  intx: { trigger: EventfdCtx | undefined; masked: boolean; readonly devId: object } | undefined;
+  intx: {
+    trigger: EventfdCtx | undefined;
+    masked: boolean;
+    readonly devId: object;
+    /** The unmask virqfd (`ctx[0].unmask`): an eventfd whose signal unmasks INTx, and its poll hook's removal. */
+    unmask: { readonly ctx: EventfdCtx; readonly remove: () => void } | undefined;
+  } | undefined;
   /** MSI / MSI-X vectors with a trigger (the object is also the irq's dev_id). */
   readonly vectors: Map<number, { readonly trigger: EventfdCtx }>;
   msiNvec: number;
