@@ -1,4 +1,5 @@
 import { bootKernel, PAGE_SIZE, type Sys } from '../kernel-shim/index.ts';
+import { watchContainerIsolation } from '../kernel-shim/vfio/index.ts';
 import { APEX_MSIX_TABLE, ApexIrq, ApexOp, HIB_ERROR } from '../device-models/index.ts';
 import type { Machine } from '../machine/index.ts';
 import { MATMUL, hex, matmulRef, off, withApex } from './apex-common.ts';
@@ -135,18 +136,27 @@ async function runVfioApex(ctx: ScenarioContext): Promise<void> {
   const kernel = bootKernel(m);
   const say = (t: string): void => ctx.out.line(`[${(m.sim.now / 1000).toFixed(3).padStart(12)} us] apex-vfio: ${t}`);
   const out: Outcome = { jobs: 0, good: 0, faulted: false, recovered: false, interrupts: 0 };
+  // The isolation observer: every frame the Apex's DMA reaches, checked against its container's pinned frames.
+  const apex = m.pci.find(APEX_BDF.slice(5));
+  if (apex === undefined) throw new Error('vfio-apex: no Apex');
+  let groupId = -1;
+  const iso = watchContainerIsolation(kernel, apex.requesterId, () => groupId);
   const p = kernel.spawn({ comm: 'apex-vfio' }, async (sys) => {
+    groupId = Number((await sys.readlink(`/sys/bus/pci/devices/${APEX_BDF}/iommu_group`)).split('/').pop());
     await driver(sys, m, () => kernel.log.dmesg().split('\n'), say, out);
     return 0;
   });
   await m.sim.run();
   const status = await p.exited;
   if (p.error !== undefined) throw p.error;
+  iso.detach();
   const u = unitCounters(m);
   const rate = u.hit + u.miss === 0 ? 0 : (100 * u.hit) / (u.hit + u.miss);
   ctx.out.line(`summary: ${out.jobs} jobs (${out.good} checked good, 1 faulted as intended), ${out.interrupts} interrupts, virtual time ${(m.sim.now / 1e6).toFixed(3)} ms, IOTLB hit rate ${rate.toFixed(1)}% (${u.hit} hits, ${u.miss} misses), ${u.faults} DMAR fault(s), ${m.intc.spurious} spurious MSI, ${kernel.userPages.pinned} pages pinned after exit`);
-  const ok = status === 0 && out.good === JOBS + 1 && out.faulted && out.recovered && kernel.userPages.pinned === 0;
-  ctx.out.line(ok ? 'OK' : 'FAILED');
+  const ok = status === 0 && iso.observer.violations.length === 0 && out.good === JOBS + 1 && out.faulted && out.recovered && kernel.userPages.pinned === 0;
+  const o = iso.observer;
+  ctx.out.line(`isolation: the Apex's DMA reached ${o.frames.size} distinct frames (${o.touches} frame accesses), ${o.violations.length === 0 ? 'every one pinned for its container at that instant' : `${o.violations.length} outside its container's pinned frames`}`);
+  ctx.out.line(ok && o.violations.length === 0 ? 'OK' : 'FAILED');
   if (!ok) throw new Error('vfio-apex: a check failed');
 }
 

@@ -24,6 +24,8 @@ describe('dmasim run vfio-apex (the flagship, npm start)', () => {
     expect(a.out).toMatch(/job 18: MATMUL_I8 .* status block head 1; C matches in 96\/96/);
     expect(a.out).toMatch(/VmLck: 0 kB/);
     expect(a.out).toMatch(/summary: 18 jobs \(17 checked good, 1 faulted as intended\), 18 interrupts, virtual time [0-9.]+ ms, IOTLB hit rate [0-9.]+% \(\d+ hits, \d+ misses\), 1 DMAR fault\(s\), 0 spurious MSI, 0 pages pinned after exit/);
+    // Ring, status block, command page, A, B, C: the faulted COPY reached nothing.
+    expect(a.out).toMatch(/isolation: the Apex's DMA reached 6 distinct frames \(\d+ frame accesses\), every one pinned for its container at that instant/);
     expect(a.out).toMatch(/\nOK\n$/);
     // Deterministic: the same run prints the same story, to the nanosecond.
     expect((await cli('run', 'vfio-apex')).out).toBe(a.out);

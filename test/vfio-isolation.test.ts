@@ -9,16 +9,13 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { Kernel } from '../kernel-shim/kernel.ts';
 import type { Sys } from '../kernel-shim/task/sys.ts';
 import type { Mapping } from '../kernel-shim/mm/mapping.ts';
 import { MAP, PROT } from '../kernel-shim/uapi/linux.ts';
 import { VFIO } from '../kernel-shim/uapi/vfio.ts';
-import { vfioGroups } from '../kernel-shim/vfio/core.ts';
-import { Type1Iommu } from '../kernel-shim/vfio/type1.ts';
+import { IsolationObserver, watchContainerIsolation } from '../kernel-shim/vfio/isolation.ts';
 import { IommuProt } from '../iommu/index.ts';
 import { createMachine, type Machine } from '../machine/index.ts';
-import { FRAME_SIZE, type DmaObserver } from '../sim/index.ts';
 import { fcOptions } from './fc.ts';
 import { boot, EDU, openChain, type Booted } from './vfio-fixture.ts';
 
@@ -43,59 +40,13 @@ const SLOT_BYTES = 2 * PAGE;
 /** A NUL-terminated `char *` argument. */
 const cstr = (s: string): Uint8Array => new TextEncoder().encode(`${s}\0`);
 
-/** One frame a requester touched outside the frames it may reach. */
-interface Violation { rid: number; frame: number; write: boolean; time: number }
-
-/**
- * Checks every DMA piece reaching memory against `allowed(rid)`, the frames requester `rid` may touch at
- * this instant; records each frame outside it. Frames are counted per access (a piece spans one or two).
- */
-class IsolationObserver implements DmaObserver {
-  readonly violations: Violation[] = [];
-  touches = 0;
-  readonly #allowed: (rid: number) => ReadonlySet<number>;
-  readonly #now: () => number;
-
-  constructor(allowed: (rid: number) => ReadonlySet<number>, now: () => number) {
-    this.#allowed = allowed;
-    this.#now = now;
-  }
-
-  dmaAccess(rid: number, addr: number, len: number, write: boolean): void {
-    const ok = this.#allowed(rid);
-    const last = Math.floor((addr + len - 1) / FRAME_SIZE);
-    for (let f = Math.floor(addr / FRAME_SIZE); f <= last; f++) {
-      this.touches++;
-      if (!ok.has(f)) this.violations.push({ rid, frame: f, write, time: this.#now() });
-    }
-  }
-}
-
-/**
- * The frames the kernel holds for the container of IOMMU group `groupId`, read from its type1 state: every
- * frame of every `vfio_dma` run that the kernel's page counts also show pinned.
- */
-function pinnedForGroup(kernel: Kernel, groupId: number): Set<number> {
-  const out = new Set<number>();
-  const g = vfioGroups(kernel).find((x) => x.id === groupId);
-  const data = g?.container?.data;
-  if (!(data instanceof Type1Iommu)) return out;
-  for (const d of data.dmas) {
-    for (const r of d.runs) {
-      for (const f of r.frames ?? []) if (kernel.userPages.pinCount(f) > 0) out.add(f);
-    }
-  }
-  return out;
-}
-
 /** Attaches an observer allowing the edu exactly its container's pinned frames (any other requester nothing). */
 function watchEdu(b: Booted, groupId: () => number): { obs: IsolationObserver; detach: () => void; rid: number } {
   const slot = b.machine.pci.find('00:03.0');
   if (slot === undefined) throw new Error('no edu');
   const rid = slot.requesterId;
-  const none = new Set<number>();
-  const obs = new IsolationObserver((r) => (r === rid ? pinnedForGroup(b.kernel, groupId()) : none), () => b.machine.sim.now);
-  return { obs, detach: b.machine.memory.observeDma(obs), rid };
+  const w = watchContainerIsolation(b.kernel, rid, groupId);
+  return { obs: w.observer, detach: w.detach, rid };
 }
 
 /** The device fd, its BAR0 mapped, bus mastering on through the config region. */
