@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { APEX_MSIX_TABLE, APEX_PAGE_TABLE } from '../device-models/index.ts';
 import { O, SysError, type Sys } from '../kernel-shim/index.ts';
-import { VFIO } from '../kernel-shim/uapi/index.ts';
+import { VFIO, vfio_pci_hot_reset, vfio_pci_hot_reset_info, withLayout } from '../kernel-shim/uapi/index.ts';
 import { VfioPciDevice, withMachine } from '../userspace/index.ts';
 import { errnoOf } from './sys-errno.ts';
 
@@ -65,6 +65,52 @@ describe('vfio-pci reset by secondary bus reset', () => {
         expect(dev.canReset).toBe(false);
         expect(await errnoOf(sys.ioctl(dev.fd, VFIO.DEVICE_RESET))).toBe('EINVAL');
         await dev.close();
+        return 0;
+      });
+      await run();
+      expect(await p.exited).toBe(0);
+    });
+  });
+
+  it('GET_PCI_HOT_RESET_INFO: the functions below the bridge with their groups (ENOSPC with the count when short); PCI_HOT_RESET with the group fd resets them all; each rule with its errno', async () => {
+    await withMachine({ iommu: { enabled: true }, pci: { bridges: [PORT], devices: [{ type: 'edu', bdf: '00:03.0' }, { type: 'apex', bdf: 0x0100, acs: false }, { type: 'apex', bdf: 0x0101, acs: false }] } }, async ({ spawn, run, machine }) => {
+      const p = spawn('drv', async (sys) => {
+        // While 01:00.1 is bound to no driver the group is viable, but the bus reset would reach a function
+        // vfio-pci does not own (vfio_pci_dev_set_resettable): EINVAL.
+        const first = await VfioPciDevice.open(sys, '01:00.0');
+        expect(await errnoOf(sys.ioctl(first.fd, VFIO.DEVICE_PCI_HOT_RESET, withLayout(vfio_pci_hot_reset, { argsz: 16, flags: 0, count: 1, group_fds: Int32Array.of(first.group) })))).toBe('EINVAL');
+        await first.close();
+        // Bind the second function to vfio-pci too (the library's open binds it; closing keeps the binding).
+        await (await VfioPciDevice.open(sys, '01:00.1')).close();
+        const dev = await VfioPciDevice.open(sys, '01:00.0');
+        const info = (argsz: number) => withLayout(vfio_pci_hot_reset_info, { argsz, flags: 7, count: 0, devices: [] as { group_id: number; segment: number; bus: number; devfn: number }[] });
+        expect(await errnoOf(sys.ioctl(dev.fd, VFIO.DEVICE_GET_PCI_HOT_RESET_INFO, info(11)))).toBe('EINVAL');
+        const short = info(12);
+        expect(await errnoOf(sys.ioctl(dev.fd, VFIO.DEVICE_GET_PCI_HOT_RESET_INFO, short))).toBe('ENOSPC');
+        expect(short).toMatchObject({ flags: 0, count: 2 });
+        const full = info(12 + 2 * 8);
+        full.devices = [{ group_id: 0, segment: 0, bus: 0, devfn: 0 }, { group_id: 0, segment: 0, bus: 0, devfn: 0 }];
+        await sys.ioctl(dev.fd, VFIO.DEVICE_GET_PCI_HOT_RESET_INFO, full);
+        expect(full.count).toBe(2);
+        expect(full.devices).toEqual([{ group_id: dev.groupId, segment: 0, bus: 1, devfn: 0 }, { group_id: dev.groupId, segment: 0, bus: 1, devfn: 1 }]);
+        const reset = (fds: number[], flags = 0) => sys.ioctl(dev.fd, VFIO.DEVICE_PCI_HOT_RESET, withLayout(vfio_pci_hot_reset, { argsz: 12 + 4 * fds.length, flags, count: fds.length, group_fds: Int32Array.from(fds) }));
+        expect(await errnoOf(reset([dev.group], 1))).toBe('EINVAL');
+        expect(await errnoOf(reset([]))).toBe('EINVAL');
+        expect(await errnoOf(reset([dev.group, dev.group, dev.group]))).toBe('EINVAL');
+        expect(await errnoOf(reset([999]))).toBe('EBADF');
+        expect(await errnoOf(reset([dev.container]))).toBe('EINVAL');
+        const bar = await dev.mapRegion(2);
+        bar.write64(APEX_PAGE_TABLE.offset + 8 * 3, 0x7001n);
+        const t0 = machine.sim.now;
+        await reset([dev.group]);
+        expect(machine.sim.now - t0).toBeGreaterThanOrEqual(102_000_000);
+        expect(bar.read64(APEX_PAGE_TABLE.offset + 8 * 3)).toBe(0n);
+        await dev.close();
+        // The edu on the root bus: no bus to reset.
+        const edu = await VfioPciDevice.open(sys, '00:03.0');
+        expect(await errnoOf(sys.ioctl(edu.fd, VFIO.DEVICE_GET_PCI_HOT_RESET_INFO, info(64)))).toBe('ENODEV');
+        expect(await errnoOf(sys.ioctl(edu.fd, VFIO.DEVICE_PCI_HOT_RESET, withLayout(vfio_pci_hot_reset, { argsz: 16, flags: 0, count: 1, group_fds: Int32Array.of(edu.group) })))).toBe('ENODEV');
+        await edu.close();
         return 0;
       });
       await run();

@@ -430,8 +430,7 @@ export class PciDev implements Device {
   async reset(delay: (ns: number) => Promise<unknown>): Promise<number> {
     const method = this.resetMethods[0];
     if (method === undefined) return E.ENOTTY;
-    const saved = new Uint32Array(16);
-    for (let i = 0; i < 16; i++) saved[i] = this.cfgRead(i * 4, 4);
+    const saved = this.saveHeader();
     if (method === 'flr') {
       const ctl = this.cfgRead(this.pcieCap + PCI_EXP.DEVCTL, 2);
       this.cfgWrite(this.pcieCap + PCI_EXP.DEVCTL, 2, ctl | PCI_EXP.DEVCTL_BCR_FLR);
@@ -448,9 +447,20 @@ export class PciDev implements Device {
       this.cfgWrite(this.pmCap + PCI_PM.CTRL, 2, ctl & ~PCI_PM.CTRL_STATE_MASK);
       await delay(10_000_000);
     }
-    // pci_restore_state: BARs and the rest of the header, Command last.
+    this.restoreHeader(saved);
+    return 0;
+  }
+
+  /** `pci_save_state`'s header part: the 16 dwords of the type 0 header. */
+  saveHeader(): Uint32Array {
+    const saved = new Uint32Array(16);
+    for (let i = 0; i < 16; i++) saved[i] = this.cfgRead(i * 4, 4);
+    return saved;
+  }
+
+  /** `pci_restore_state`'s header part: BARs and the rest of the header from the top, Command last. */
+  restoreHeader(saved: Uint32Array): void {
     for (let i = 15; i >= 1; i--) if (i !== 3) this.cfgWrite(i * 4, 4, saved[i] as number);
     this.cfgWrite(PCI.COMMAND, 2, (saved[1] as number) & 0xffff);
-    return 0;
   }
 }

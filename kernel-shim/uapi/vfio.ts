@@ -227,6 +227,24 @@ export const vfio_device_feature_dma_buf = struct('vfio_device_feature_dma_buf',
   ['region_index', 'u32'], ['open_flags', 'u32'], ['flags', 'u32'], ['nr_ranges', 'u32'],
 ], { flex: ['dma_ranges', vfio_region_dma_range], expectSize: 16 });
 
+/** `struct vfio_pci_dependent_device` (`group_id`, or `devid` with `VFIO_PCI_HOT_RESET_FLAG_DEV_ID`). */
+export const vfio_pci_dependent_device = struct('vfio_pci_dependent_device', [
+  ['group_id', 'u32'], ['segment', 'u16'], ['bus', 'u8'], ['devfn', 'u8'],
+], { expectSize: 8 });
+
+/** `struct vfio_pci_hot_reset_info` (minsz: through `count`). */
+export const vfio_pci_hot_reset_info = struct('vfio_pci_hot_reset_info', [
+  ['argsz', 'u32'], ['flags', 'u32'], ['count', 'u32'],
+], { flex: ['devices', vfio_pci_dependent_device], expectSize: 12 });
+
+/** `struct vfio_pci_hot_reset`: the group fds that own every affected device. */
+export const vfio_pci_hot_reset = struct('vfio_pci_hot_reset', [
+  ['argsz', 'u32'], ['flags', 'u32'], ['count', 'u32'],
+], { flex: ['group_fds', 's32'], expectSize: 12 });
+
+/** `vfio_pci_hot_reset_info.flags`. */
+export const VFIO_PCI_HOT_RESET_FLAG = { DEV_ID: 1 << 0, DEV_ID_OWNED: 1 << 1 } as const;
+
 /** Every VFIO ioctl with its argument, for the ioctl registry. */
 export const VFIO_IOCTLS: readonly IoctlDef[] = [
   { name: 'VFIO_GET_API_VERSION', request: VFIO.GET_API_VERSION, arg: 'none', fd: 'container' },
@@ -249,4 +267,7 @@ export const VFIO_IOCTLS: readonly IoctlDef[] = [
   { name: 'VFIO_DEVICE_BIND_IOMMUFD', request: VFIO.DEVICE_BIND_IOMMUFD, arg: 'struct', layout: vfio_device_bind_iommufd, fd: 'device' },
   { name: 'VFIO_DEVICE_ATTACH_IOMMUFD_PT', request: VFIO.DEVICE_ATTACH_IOMMUFD_PT, arg: 'struct', layout: vfio_device_attach_iommufd_pt, fd: 'device' },
   { name: 'VFIO_DEVICE_DETACH_IOMMUFD_PT', request: VFIO.DEVICE_DETACH_IOMMUFD_PT, arg: 'struct', layout: vfio_device_detach_iommufd_pt, fd: 'device' },
+  // After the container's IOMMU_GET_INFO / MAP_DMA, which share their numbers: a tie in ioctlLayout keeps those.
+  { name: 'VFIO_DEVICE_GET_PCI_HOT_RESET_INFO', request: VFIO.DEVICE_GET_PCI_HOT_RESET_INFO, arg: 'struct', layout: vfio_pci_hot_reset_info, fd: 'device' },
+  { name: 'VFIO_DEVICE_PCI_HOT_RESET', request: VFIO.DEVICE_PCI_HOT_RESET, arg: 'struct', layout: vfio_pci_hot_reset, fd: 'device' },
 ];

@@ -47,7 +47,11 @@ export class VfioGroup {
   }
 }
 
-/** The group of a group file, if it is one. */
+/** The group of a group file, if it is one (Linux `vfio_file_is_group` + its private data). */
+export function vfioGroupFromFile(file: File): VfioGroup | undefined {
+  return groupOf(file);
+}
+
 function groupOf(file: File): VfioGroup | undefined {
   return file.private instanceof VfioGroup ? file.private : undefined;
 }

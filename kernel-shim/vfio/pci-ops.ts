@@ -14,12 +14,13 @@ import {
 import { WaitHead } from '../wait.ts';
 import type { VfioDevice, VfioDeviceOps } from './device.ts';
 import { configInit, configRw, memoryEnabled, type ConfigHooks } from './pci-config.ts';
+import { getHotResetInfo, hotReset, type HotResetHooks } from './pci-hot-reset.ts';
 import { getIrqInfo, irqsTeardown, setIrqs } from './pci-irqs.ts';
 import type { BarMapping, VfioPciState } from './pci-state.ts';
 
 /**
  * vfio-pci's device operations (Linux `vfio_pci_core.c`, `vfio_pci_rdwr.c`): GET_INFO, GET_REGION_INFO,
- * GET_IRQ_INFO / SET_IRQS (`pci-irqs.ts`), RESET, region read / write (BARs through the machine's MMIO,
+ * GET_IRQ_INFO / SET_IRQS (`pci-irqs.ts`), RESET, GET_PCI_HOT_RESET_INFO / PCI_HOT_RESET (`pci-hot-reset.ts`), region read / write (BARs through the machine's MMIO,
  * config through `pci-config.ts`) and BAR mmap. Region `i` sits at file offset `i << 40`.
  *
  * Reset follows `pci_reset_function`'s choice through `PciDev.reset` (FLR, then PM, then a secondary bus
@@ -99,6 +100,8 @@ async function deviceReset(st: VfioPciState, cur: Current): Promise<number> {
   unzap(st);
   return r;
 }
+
+const hotResetHooks: HotResetHooks = { stateOf, zap, unzap, saveMsix };
 
 // --- ioctls -------------------------------------------------------------------------------------------
 
@@ -276,8 +279,7 @@ async function openDevice(vdev: VfioDevice, cur: Current): Promise<number> {
   const r = pdev.enable();
   if (r < 0) return r;
   const resetWorks = pdev.resetMethods.length > 0 && (await pdev.reset((ns) => sleep(cur, ns))) === 0;
-  const saved = new Uint32Array(16);
-  for (let i = 0; i < 16; i++) saved[i] = pdev.cfgRead(i * 4, 4);
+  const saved = pdev.saveHeader();
   const pci23 = pdev.intxMaskSupported();
   const cmd = pdev.cfgRead(PCI.COMMAND, 2);
   if (pci23 && (cmd & PCI_COMMAND.INTX_DISABLE) !== 0) pdev.cfgWrite(PCI.COMMAND, 2, cmd & ~PCI_COMMAND.INTX_DISABLE);
@@ -329,8 +331,7 @@ function closeDevice(vdev: VfioDevice): void {
     st.maps.clear();
     pdev.cfgWrite(PCI.COMMAND, 2, PCI_COMMAND.INTX_DISABLE);
     if (st.resetWorks) resetNow(pdev);
-    for (let i = 15; i >= 1; i--) if (i !== 3) pdev.cfgWrite(i * 4, 4, st.saved[i] as number);
-    pdev.cfgWrite(PCI.COMMAND, 2, (st.saved[1] as number) & 0xffff);
+    pdev.restoreHeader(st.saved);
   }
   vdev.priv = undefined;
   pdev.disable();
@@ -351,6 +352,8 @@ export const vfioPciOps: VfioDeviceOps = {
       case VFIO.DEVICE_GET_IRQ_INFO: return getIrqInfo(st, cur, a);
       case VFIO.DEVICE_SET_IRQS: return setIrqs(st, cur, a);
       case VFIO.DEVICE_RESET: return deviceReset(st, cur);
+      case VFIO.DEVICE_GET_PCI_HOT_RESET_INFO: return getHotResetInfo(st, cur, a);
+      case VFIO.DEVICE_PCI_HOT_RESET: return hotReset(st, cur, a, hotResetHooks);
       default: return E.ENOTTY;
     }
   },
