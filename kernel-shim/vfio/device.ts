@@ -25,6 +25,11 @@ export interface VfioDeviceOps {
   write(vdev: VfioDevice, cur: Current, buf: UserBuf, pos: number): number | Promise<number>;
   /** Maps a region (`vma.pgoff` selects it); 0 or `-errno`. */
   mmap(vdev: VfioDevice, cur: Current, vma: Vma): number;
+  /**
+   * The bus driver's `DEVICE_FEATURE`s (`device_feature`), after the core's checks: `flags` as given, the
+   * data at user address `data`, `dataLen` bytes of it (`argsz` less the header). Unknown features `-ENOTTY`.
+   */
+  feature?(vdev: VfioDevice, cur: Current, flags: number, data: number, dataLen: number): number | Promise<number>;
 }
 
 /** One device VFIO manages (Linux `struct vfio_device`). */

@@ -9,6 +9,7 @@ import { O, PAGE_SIZE } from '../uapi/linux.ts';
 import { VFIO, VFIO_GROUP_FLAGS, vfio_group_status } from '../uapi/vfio.ts';
 import { vfioContainerFromFile, type VfioContainer } from './container.ts';
 import type { VfioDevice } from './device.ts';
+import { vfioDeviceFeature } from './feature.ts';
 
 /**
  * VFIO groups (Linux `drivers/vfio/group.c`, spec/linux-uapi.md 1.6): `/dev/vfio/<N>` for IOMMU group N,
@@ -266,7 +267,9 @@ const deviceFops: FileOperations = {
   },
   ioctl(file, cur, request, arg) {
     const s = liveState(file);
-    return s === undefined ? E.ENODEV : s.dev.ops.ioctl(s.dev, cur, request, arg);
+    if (s === undefined) return E.ENODEV;
+    if (request === VFIO.DEVICE_FEATURE) return vfioDeviceFeature(s.dev, cur, arg);
+    return s.dev.ops.ioctl(s.dev, cur, request, arg);
   },
   read(file, cur, buf, pos) {
     const s = liveState(file);

@@ -1,4 +1,5 @@
 import { E } from '../errno.ts';
+import { EventfdCtx, eventfdSignal } from '../fs/eventfd.ts';
 import type { UserBuf } from '../fs/file.ts';
 import type { Vma } from '../mm/vma.ts';
 import { PCI_ROM_RESOURCE, type PciDev } from '../pci/dev.ts';
@@ -8,11 +9,12 @@ import { buildCapChain } from '../uapi/capchain.ts';
 import { struct } from '../uapi/layout.ts';
 import { MAP, PAGE_SHIFT, PAGE_SIZE } from '../uapi/linux.ts';
 import {
-  VFIO, VFIO_DEVICE_FLAGS, VFIO_PCI_REGION, VFIO_REGION_INFO_CAP, VFIO_REGION_INFO_FLAG, vfio_device_info, vfio_info_cap_header,
+  VFIO, VFIO_DEVICE_FEATURE, VFIO_DEVICE_FEATURE_FLAG, VFIO_DEVICE_FLAGS, VFIO_PCI_REGION, VFIO_REGION_INFO_CAP, VFIO_REGION_INFO_FLAG, vfio_device_info, vfio_info_cap_header,
   vfio_region_info,
 } from '../uapi/vfio.ts';
 import { WaitHead } from '../wait.ts';
 import type { VfioDevice, VfioDeviceOps } from './device.ts';
+import { vfioCheckFeature } from './feature.ts';
 import { configInit, configRw, memoryEnabled, type ConfigHooks } from './pci-config.ts';
 import { getHotResetInfo, hotReset, type HotResetHooks } from './pci-hot-reset.ts';
 import { getIrqInfo, irqsTeardown, setIrqs } from './pci-irqs.ts';
@@ -58,7 +60,8 @@ function zap(st: VfioPciState): void {
 }
 
 function unzap(st: VfioPciState): void {
-  if (!memoryEnabled(st)) return;
+  // vfio_pci_mmap_fault: SIGBUS while memory is off or the device is in low power.
+  if (!memoryEnabled(st) || st.pmEngaged) return;
   for (const m of st.maps) {
     if (m.vma.backing.kind !== 'none') continue;
     m.vma.backing = { kind: 'io', phys: m.phys };
@@ -102,6 +105,78 @@ async function deviceReset(st: VfioPciState, cur: Current): Promise<number> {
 }
 
 const hotResetHooks: HotResetHooks = { stateOf, zap, unzap, saveMsix };
+
+// --- low power (DEVICE_FEATURE) -----------------------------------------------------------------------
+
+/** Linux `vfio_pci_runtime_pm_entry`: `EINVAL` if engaged already; mappings zapped until the exit. */
+function pmEntry(st: VfioPciState, wake: EventfdCtx | undefined): number {
+  if (st.pmEngaged) return E.EINVAL;
+  zap(st);
+  st.pmEngaged = true;
+  st.pmWake = wake;
+  return 0;
+}
+
+/** Linux `__vfio_pci_runtime_pm_exit`: out of low power; BAR mappings come back at the next touch. */
+function pmExit(st: VfioPciState): void {
+  if (!st.pmEngaged) return;
+  st.pmEngaged = false;
+  st.pmWake = undefined;
+  unzap(st);
+}
+
+/**
+ * The pm-runtime wrapper every device ioctl runs in (`vfio_device_pm_runtime_get`): waking a device in low
+ * power with a wake eventfd signals it and leaves low power (`vfio_pci_core_runtime_resume`); without one the
+ * device goes back to low power after the ioctl.
+ */
+function pmWakeForIoctl(st: VfioPciState): void {
+  const w = st.pmWake;
+  if (!st.pmEngaged || w === undefined) return;
+  eventfdSignal(w);
+  pmExit(st);
+}
+
+/** `struct vfio_device_low_power_entry_with_wakeup` (s32 wakeup_eventfd, u32 reserved). */
+const LOW_POWER_WAKEUP_SIZE = 8;
+
+/**
+ * Linux `vfio_pci_core_ioctl_feature`: LOW_POWER_ENTRY, LOW_POWER_ENTRY_WITH_WAKEUP and LOW_POWER_EXIT (SET
+ * only); PCI_VF_TOKEN is `ENOTTY` (no function here is an SR-IOV PF with a token); others `ENOTTY`. The low
+ * power state is the driver's bookkeeping (mappings unusable, the wake eventfd): dmasim does not move the
+ * function to D3hot.
+ */
+function feature(vdev: VfioDevice, cur: Current, flags: number, data: number, len: number): number {
+  const st = stateOf(vdev);
+  if (st === undefined) return E.ENOTTY;
+  const SET = VFIO_DEVICE_FEATURE_FLAG.SET;
+  switch (flags & VFIO_DEVICE_FEATURE_FLAG.MASK) {
+    case VFIO_DEVICE_FEATURE.LOW_POWER_ENTRY: {
+      const r = vfioCheckFeature(flags, len, SET, 0);
+      return r !== 1 ? r : pmEntry(st, undefined);
+    }
+    case VFIO_DEVICE_FEATURE.LOW_POWER_ENTRY_WITH_WAKEUP: {
+      const r = vfioCheckFeature(flags, len, SET, LOW_POWER_WAKEUP_SIZE);
+      if (r !== 1) return r;
+      const b = new Uint8Array(LOW_POWER_WAKEUP_SIZE);
+      if (cur.mm.copyFromUser(data, b) < 0) return E.EFAULT;
+      const fd = new DataView(b.buffer).getInt32(0, true);
+      if (fd < 0) return E.EINVAL;
+      const f = cur.task.fds.get(fd);
+      if (f === undefined) return E.EBADF;
+      if (!(f.private instanceof EventfdCtx)) return E.EINVAL;
+      return pmEntry(st, f.private);
+    }
+    case VFIO_DEVICE_FEATURE.LOW_POWER_EXIT: {
+      const r = vfioCheckFeature(flags, len, SET, 0);
+      if (r !== 1) return r;
+      pmExit(st);
+      return 0;
+    }
+    default:
+      return E.ENOTTY;
+  }
+}
 
 // --- ioctls -------------------------------------------------------------------------------------------
 
@@ -294,7 +369,7 @@ async function openDevice(vdev: VfioDevice, cur: Current): Promise<number> {
   }
   const st: VfioPciState = {
     pdev, irqType: undefined, intx: undefined, vectors: new Map(), msiNvec: 0, errTrigger: undefined, reqTrigger: undefined,
-    pci23, virqDisabled: false, resetWorks, vconfig: new Uint8Array(pdev.cfgSize), rbar: new Uint32Array(7), bardirty: true,
+    pci23, virqDisabled: false, resetWorks, pmEngaged: false, pmWake: undefined, vconfig: new Uint8Array(pdev.cfgSize), rbar: new Uint32Array(7), bardirty: true,
     msixBar, msixOffset, msixSize, maps: new Set(), saved,
   };
   configInit(pdev, st.vconfig, st.rbar);
@@ -346,6 +421,7 @@ export const vfioPciOps: VfioDeviceOps = {
     const st = stateOf(vdev);
     if (st === undefined) return E.ENOTTY;
     const a = arg <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(arg) : -1;
+    pmWakeForIoctl(st);
     switch (request) {
       case VFIO.DEVICE_GET_INFO: return getInfo(st, cur, a);
       case VFIO.DEVICE_GET_REGION_INFO: return getRegionInfo(st, cur, a);
@@ -360,4 +436,9 @@ export const vfioPciOps: VfioDeviceOps = {
   read: (vdev, _cur, buf, pos) => rw(vdev, buf, pos, false),
   write: (vdev, _cur, buf, pos) => rw(vdev, buf, pos, true),
   mmap,
+  feature(vdev, cur, flags, data, len) {
+    const st = stateOf(vdev);
+    if (st !== undefined) pmWakeForIoctl(st);
+    return feature(vdev, cur, flags, data, len);
+  },
 };

@@ -46,6 +46,10 @@ export interface VfioPciState {
   readonly msixSize: number;
   /** Live BAR mappings. */
   readonly maps: Set<BarMapping>;
+  /** `pm_runtime_engaged`: user space asked for low power (DEVICE_FEATURE LOW_POWER_ENTRY*); BAR mappings stay zapped. */
+  pmEngaged: boolean;
+  /** `pm_wake_eventfd_ctx`: signalled, and low power left, when the next device ioctl wakes the device. */
+  pmWake: EventfdCtx | undefined;
   /** Saved header dwords from open (`pci_saved_state`), restored at close. */
   readonly saved: Uint32Array;
 }
