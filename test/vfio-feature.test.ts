@@ -14,7 +14,7 @@ const F = VFIO_DEVICE_FEATURE;
 const EDU_CFG = { iommu: { enabled: true }, pci: { devices: [{ type: 'edu' as const, bdf: '00:03.0' }] } };
 
 /** DEVICE_FEATURE with `flags` and `data`; `argsz` defaults to the header plus the data. */
-function feature(sys: Sys, fd: number, flags: number, data = new Uint8Array(0), argsz = 8 + data.length): Promise<number> {
+function feature(sys: Sys, fd: number, flags: number, data: Uint8Array = new Uint8Array(0), argsz = 8 + data.length): Promise<number> {
   return sys.ioctl(fd, VFIO.DEVICE_FEATURE, withLayout(vfio_device_feature, { argsz, flags, data }));
 }
 
