@@ -96,3 +96,47 @@ describe('VFIO_DEVICE_FEATURE', () => {
     });
   });
 });
+
+describe('VFIO_DEVICE_IOEVENTFD (vfio_pci_ioctl_ioeventfd)', () => {
+  it('a signal writes the data into the BAR; the same tuple EEXIST, fd -1 removes it (ENODEV when absent); size, offset and fd rules', async () => {
+    await withMachine(EDU_CFG, async ({ spawn, run }) => {
+      const p = spawn('drv', async (sys) => {
+        const dev = await VfioPciDevice.open(sys, '00:03.0');
+        await dev.enableBusMaster();
+        const bar = await dev.mapRegion(0);
+        const bar0 = (await dev.region(0)).offset;
+        const ioe = (flags: number, offset: bigint, data: bigint, fd: number, argsz = 32) =>
+          sys.ioctl(dev.fd, VFIO.DEVICE_IOEVENTFD, { argsz, flags, offset, data, fd, reserved: 0 });
+        const efd = await sys.eventfd(0, 0);
+        const ring = (fd: number) => sys.write(fd, new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]));
+        expect(await errnoOf(ioe(4, bar0 + 4n, 0x1234n, efd, 27))).toBe('EINVAL');
+        expect(await errnoOf(ioe(0x14, bar0 + 4n, 0x1234n, efd))).toBe('EINVAL');
+        expect(await errnoOf(ioe(3, bar0 + 4n, 0x1234n, efd))).toBe('EINVAL');
+        expect(await errnoOf(ioe(4, bar0 + 4n, 0x1234n, -2))).toBe('EINVAL');
+        expect(await errnoOf(ioe(4, (6n << 40n) + 4n, 0x1234n, efd))).toBe('EINVAL');
+        expect(await errnoOf(ioe(4, bar0 + (1n << 20n) - 2n, 0x1234n, efd))).toBe('EINVAL');
+        expect(await errnoOf(ioe(4, bar0 + 4n, 0x1234n, -1))).toBe('ENODEV');
+        expect(await errnoOf(ioe(4, bar0 + 4n, 0x1234n, 999))).toBe('EBADF');
+        expect(await errnoOf(ioe(4, bar0 + 4n, 0x1234n, dev.fd))).toBe('EINVAL');
+        expect(await ioe(4, bar0 + 4n, 0x1234n, efd)).toBe(0);
+        expect(await errnoOf(ioe(4, bar0 + 4n, 0x1234n, efd))).toBe('EEXIST');
+        // edu's liveness register stores the inverse of what is written.
+        expect(bar.read32(4) >>> 0).toBe(0);
+        await ring(efd);
+        expect(bar.read32(4) >>> 0).toBe(~0x1234 >>> 0);
+        bar.write32(4, 0);
+        await ring(efd);
+        expect(bar.read32(4) >>> 0).toBe(~0x1234 >>> 0);
+        expect(await ioe(4, bar0 + 4n, 0x1234n, -1)).toBe(0);
+        bar.write32(4, 0);
+        await ring(efd);
+        expect(bar.read32(4) >>> 0).toBe(~0 >>> 0);
+        await sys.close(efd);
+        await dev.close();
+        return 0;
+      });
+      await run();
+      expect(await p.exited).toBe(0);
+    });
+  });
+});

@@ -227,6 +227,11 @@ export const vfio_device_feature_dma_buf = struct('vfio_device_feature_dma_buf',
   ['region_index', 'u32'], ['open_flags', 'u32'], ['flags', 'u32'], ['nr_ranges', 'u32'],
 ], { flex: ['dma_ranges', vfio_region_dma_range], expectSize: 16 });
 
+/** `struct vfio_device_ioeventfd` (minsz: through `fd`); `flags` is the access size, 1, 2, 4 or 8. */
+export const vfio_device_ioeventfd = struct('vfio_device_ioeventfd', [
+  ['argsz', 'u32'], ['flags', 'u32'], ['offset', 'u64'], ['data', 'u64'], ['fd', 's32'], ['reserved', 'u32'],
+], { minEnd: 'fd', expectSize: 32 });
+
 /** `struct vfio_pci_dependent_device` (`group_id`, or `devid` with `VFIO_PCI_HOT_RESET_FLAG_DEV_ID`). */
 export const vfio_pci_dependent_device = struct('vfio_pci_dependent_device', [
   ['group_id', 'u32'], ['segment', 'u16'], ['bus', 'u8'], ['devfn', 'u8'],
@@ -269,5 +274,6 @@ export const VFIO_IOCTLS: readonly IoctlDef[] = [
   { name: 'VFIO_DEVICE_DETACH_IOMMUFD_PT', request: VFIO.DEVICE_DETACH_IOMMUFD_PT, arg: 'struct', layout: vfio_device_detach_iommufd_pt, fd: 'device' },
   // After the container's IOMMU_GET_INFO / MAP_DMA, which share their numbers: a tie in ioctlLayout keeps those.
   { name: 'VFIO_DEVICE_GET_PCI_HOT_RESET_INFO', request: VFIO.DEVICE_GET_PCI_HOT_RESET_INFO, arg: 'struct', layout: vfio_pci_hot_reset_info, fd: 'device' },
+  { name: 'VFIO_DEVICE_IOEVENTFD', request: VFIO.DEVICE_IOEVENTFD, arg: 'struct', layout: vfio_device_ioeventfd, fd: 'device' },
   { name: 'VFIO_DEVICE_PCI_HOT_RESET', request: VFIO.DEVICE_PCI_HOT_RESET, arg: 'struct', layout: vfio_pci_hot_reset, fd: 'device' },
 ];

@@ -17,6 +17,7 @@ import type { VfioDevice, VfioDeviceOps } from './device.ts';
 import { vfioCheckFeature } from './feature.ts';
 import { configInit, configRw, memoryEnabled, type ConfigHooks } from './pci-config.ts';
 import { getHotResetInfo, hotReset, type HotResetHooks } from './pci-hot-reset.ts';
+import { ioeventfdIoctl, ioeventfdsTeardown } from './pci-ioeventfd.ts';
 import { getIrqInfo, irqsTeardown, setIrqs } from './pci-irqs.ts';
 import type { BarMapping, VfioPciState } from './pci-state.ts';
 
@@ -369,7 +370,7 @@ async function openDevice(vdev: VfioDevice, cur: Current): Promise<number> {
   }
   const st: VfioPciState = {
     pdev, irqType: undefined, intx: undefined, vectors: new Map(), msiNvec: 0, errTrigger: undefined, reqTrigger: undefined,
-    pci23, virqDisabled: false, resetWorks, pmEngaged: false, pmWake: undefined, vconfig: new Uint8Array(pdev.cfgSize), rbar: new Uint32Array(7), bardirty: true,
+    pci23, virqDisabled: false, resetWorks, pmEngaged: false, pmWake: undefined, ioeventfds: [], vconfig: new Uint8Array(pdev.cfgSize), rbar: new Uint32Array(7), bardirty: true,
     msixBar, msixOffset, msixSize, maps: new Set(), saved,
   };
   configInit(pdev, st.vconfig, st.rbar);
@@ -401,6 +402,7 @@ function closeDevice(vdev: VfioDevice): void {
   const pdev = vdev.pdev;
   pdev.clearMaster();
   if (st !== undefined) {
+    ioeventfdsTeardown(st);
     irqsTeardown(st);
     zap(st);
     st.maps.clear();
@@ -430,6 +432,7 @@ export const vfioPciOps: VfioDeviceOps = {
       case VFIO.DEVICE_RESET: return deviceReset(st, cur);
       case VFIO.DEVICE_GET_PCI_HOT_RESET_INFO: return getHotResetInfo(st, cur, a);
       case VFIO.DEVICE_PCI_HOT_RESET: return hotReset(st, cur, a, hotResetHooks);
+      case VFIO.DEVICE_IOEVENTFD: return ioeventfdIoctl(st, cur, a);
       default: return E.ENOTTY;
     }
   },

@@ -2,6 +2,7 @@ import type { EventfdCtx } from '../fs/eventfd.ts';
 import type { Mm } from '../mm/mm.ts';
 import type { Vma } from '../mm/vma.ts';
 import type { PciDev } from '../pci/dev.ts';
+import type { PciIoeventfd } from './pci-ioeventfd.ts';
 
 /** A BAR mapping of a device fd: zapped (`backing` none) while memory is off or during a reset. */
 export interface BarMapping {
@@ -46,6 +47,8 @@ export interface VfioPciState {
   readonly msixSize: number;
   /** Live BAR mappings. */
   readonly maps: Set<BarMapping>;
+  /** Registered `VFIO_DEVICE_IOEVENTFD`s. */
+  readonly ioeventfds: PciIoeventfd[];
   /** `pm_runtime_engaged`: user space asked for low power (DEVICE_FEATURE LOW_POWER_ENTRY*); BAR mappings stay zapped. */
   pmEngaged: boolean;
   /** `pm_wake_eventfd_ctx`: signalled, and low power left, when the next device ioctl wakes the device. */
