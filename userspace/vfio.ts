@@ -384,7 +384,7 @@ export class VfioPciDevice {
 
   /** Blocks until eventfd `efd` is signalled; returns the number of interrupts it counted. */
   async waitIrq(efd: number): Promise<bigint> {
-    await this.sys.read(efd, this.#cnt, 8);
+    await this.sys.read(efd, this.#cnt);
     return this.#cntView.getBigUint64(0, true);
   }
 

@@ -13,6 +13,8 @@ export class EventfdCtx {
   count: bigint;
   readonly semaphore: boolean;
   readonly wq = new WaitHead('eventfd');
+  /** A blocked read's wake condition, made once (the read path is hot: one per interrupt waited for). */
+  readonly readable = (): boolean => this.count > 0n;
   constructor(count: bigint, semaphore: boolean) {
     this.count = count;
     this.semaphore = semaphore;
@@ -52,7 +54,7 @@ function addCount(ctx: EventfdCtx, v: bigint): number {
 
 // Module-level functions, not per-call closures: the hot path of every eventfd read and write.
 async function readBlocking(ctx: EventfdCtx, cur: Current, buf: UserBuf): Promise<number> {
-  const r = await cur.waitEvent(ctx.wq, () => ctx.count > 0n, 'read on eventfd');
+  const r = await cur.waitEvent(ctx.wq, ctx.readable, 'read on eventfd');
   return r < 0 ? r : takeCount(ctx, buf);
 }
 
