@@ -10,6 +10,7 @@ import './pci.bench.ts';
 import './apex.bench.ts';
 import './kernel.bench.ts';
 import './dmaapi.bench.ts';
+import './vfio.bench.ts';
 import './e2e.bench.ts';
 
 export { BENCHMARKS, selectBenchmarks } from './registry.ts';
