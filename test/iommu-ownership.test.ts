@@ -3,24 +3,14 @@ import { createMachine } from '../machine/index.ts';
 import { bootKernel, type Kernel } from '../kernel-shim/kernel.ts';
 import { E } from '../kernel-shim/errno.ts';
 import { PCI_DEVICE_ID_ANY } from '../kernel-shim/pci/driver.ts';
-import { createDmaResult, resetDmaResult } from '../sim/index.ts';
+import { devicePort } from './dma-port.ts';
 
 /** A machine with an edu at 00:03.0 behind a translating VT-d unit, booted. */
 function boot(): { kernel: Kernel; dmaRead: (iova: number) => { status: number; reason: number } } {
   const machine = createMachine({ memory: { size: '64MiB' }, iommu: { enabled: true }, pci: { devices: [{ type: 'edu', bdf: '00:03.0' }] } });
   const kernel = bootKernel(machine);
-  const slot = machine.pci.find('00:03.0');
-  if (slot === undefined) throw new Error('no edu');
-  const res = createDmaResult();
-  const buf = new Uint8Array(4);
-  return {
-    kernel,
-    dmaRead(iova) {
-      resetDmaResult(res);
-      slot.fn.dma.read(slot.requesterId, iova, buf, 0, 4, res);
-      return { status: res.status, reason: res.faultReason };
-    },
-  };
+  const port = devicePort(machine, '00:03.0');
+  return { kernel, dmaRead: (iova) => port.read(iova, 4) };
 }
 
 describe('IOMMU group DMA ownership (the claim VFIO and iommufd make)', () => {
