@@ -8,7 +8,19 @@ export interface VtdClock {
   readonly now: number;
   schedule(delayNs: number, cb: () => void, priority?: number): unknown;
   /** A reusable timer (the simulator's), so that a busy queue schedules without allocating; optional. */
-  timer?(cb: () => void, priority?: number): { schedule(delayNs: number): void };
+  timer?(cb: () => void, priority?: number): VtdTimer;
+  /**
+   * Time of the next pending event, or `Infinity` (the simulator's). Without it (or a timer that can be
+   * cancelled and moved), {@link VtdUnit.qiRunAhead} does nothing.
+   */
+  readonly nextEventTime?: number;
+}
+
+/** The reusable timer a {@link VtdClock} gives: `cancel` and `scheduleAt` let the queue run ahead of it. */
+export interface VtdTimer {
+  schedule(delayNs: number): void;
+  scheduleAt?(time: number): void;
+  cancel?(): boolean;
 }
 
 /** Configuration of a {@link VtdUnit}. Every field but the wiring has a default ({@link VTD_DEFAULTS}). */

@@ -279,6 +279,25 @@ export class VtdUnit {
   }
 
   /**
+   * A timing oracle for a driver polling a wait descriptor (not a register: dmasim's shortcut, which changes
+   * nothing the driver observes): the virtual time by which the descriptor at ring index `index` will have
+   * been processed if nothing stops the queue; -1 when it is not between IQH and IQT, `Infinity` when the
+   * queue is not running.
+   */
+  qiDueTime(index: number): number {
+    return this.#q.dueTime(index);
+  }
+
+  /**
+   * The polling driver's promise that it will not look at the unit, or at the memory the queue writes,
+   * before the clock reaches `until` (other than from events): the queue may then process descriptors due
+   * by `until` in one event instead of one each, with the same virtual times (see `InvalidationQueue`).
+   */
+  qiRunAhead(until: number): void {
+    this.#q.runAhead(until);
+  }
+
+  /**
    * The walk for `rid` and `iova` as the tables in memory give it now, step by step, with the IOTLB's view
    * beside it. No side effects: no IOTLB or context-cache fill, no fault record, no counter, no trace.
    */

@@ -1,5 +1,5 @@
 import { FRAME_SIZE, SimInvariantError, type PhysicalMemory, type SimProcess, type Simulator } from '../../sim/index.ts';
-import { REG, fmask, type RegName } from '../../iommu/index.ts';
+import { REG, fmask, type RegName, type VtdUnit } from '../../iommu/index.ts';
 import type { Kernel } from '../kernel.ts';
 import { DmarFault, type DmarRegAccess } from './dmar-fault.ts';
 import { IRQ_HANDLED } from '../irq.ts';
@@ -89,6 +89,11 @@ export class IntelIommu {
   readonly #mem: PhysicalMemory;
   readonly #sim: Simulator;
   readonly #regs: DmarRegAccess;
+  /**
+   * The unit's model, used only as a timing oracle by {@link #wait} (when the descriptor waited for will
+   * have been processed), so that polling skips steps that could see nothing new; never to program it.
+   */
+  readonly #hw: VtdUnit | undefined;
   #root = -1;
   readonly #ctxTables = new Map<number, number>();
   #iq = -1;
@@ -106,6 +111,7 @@ export class IntelIommu {
     this.base = base;
     this.name = `dmar${index}`;
     const mmio = kernel.machine.mmio;
+    this.#hw = kernel.machine.iommu;
     this.#regs = {
       read32: (off) => mmio.read32(base + off),
       write32: (off, v) => mmio.write32(base + off, v),
@@ -408,22 +414,44 @@ export class IntelIommu {
 
   /** Linux `qi_submit_sync` for what was posted: a wait descriptor, then polling until it has written. */
   #sync(cpu: SimProcess | undefined): void {
-    this.#wait(this.#postWait(), cpu);
+    const token = this.#postWait();
+    this.#wait(token, (this.#tail + QI_LENGTH - 1) & (QI_LENGTH - 1), cpu);
   }
 
-  /** Polls for `token`, charging the wait to `cpu` (or running the hardware on the global clock). */
-  #wait(token: number, cpu: SimProcess | undefined): void {
+  /**
+   * Polls for `token`, whose wait descriptor sits at ring index `index`, in `QI_POLL_NS` steps charged to
+   * `cpu` (or running the hardware on the global clock). The virtual times are those of polling step by step;
+   * the host cost is not: the steps before the first poll that can see the status write (the descriptor's
+   * due time, from the unit's model, rounded up to the poll grid) are taken in one, since a poll in between
+   * sees an unwritten status word and a clear FSTS (reads without side effects), and the unit is told it
+   * may process the descriptors up to there in one event.
+   */
+  #wait(token: number, index: number, cpu: SimProcess | undefined): void {
     this.syncs++;
     const sim = this.#sim;
-    for (let i = 0; i < QI_MAX_POLLS; i++) {
+    const hw = this.#hw;
+    for (let i = 0; i < QI_MAX_POLLS;) {
       if (this.done(token)) return;
       // qi_check_fault reads FSTS on every iteration; the unit raises IQE only for a descriptor the driver
       // got wrong, so reading it every 16th poll changes nothing but the cost.
       if ((i & 15) === 15 && (this.#regs.read32(REG.FSTS) & FSTS_IQE) !== 0) {
         throw new SimInvariantError(`${this.name}: invalidation queue error (IQE) on a descriptor the kernel built`);
       }
-      if (cpu !== undefined) cpu.consume(QI_POLL_NS);
-      else sim.catchUp(sim.now + QI_POLL_NS);
+      let steps = 1;
+      if (hw !== undefined) {
+        const now = cpu !== undefined ? cpu.localTime : sim.now;
+        const due = hw.qiDueTime(index);
+        if (due > now + QI_POLL_NS && due !== Infinity) {
+          steps = Math.ceil((due - now) / QI_POLL_NS);
+          // Never past the next poll that checks FSTS.
+          const toCheck = 15 - ((i + 1) & 15) + 1;
+          if (steps > toCheck) steps = toCheck;
+          hw.qiRunAhead(now + steps * QI_POLL_NS);
+        }
+      }
+      if (cpu !== undefined) cpu.consume(steps * QI_POLL_NS);
+      else sim.catchUp(sim.now + steps * QI_POLL_NS);
+      i += steps;
     }
     throw new SimInvariantError(`${this.name}: qi_submit_sync timed out`);
   }
