@@ -365,17 +365,20 @@ export class Mm {
   pinPages(addr: number, npages: number, write: boolean): number[] | number {
     if (!(Number.isSafeInteger(addr) && addr >= 0 && addr % PAGE_SIZE === 0 && addr + npages * PAGE_SIZE <= TASK_SIZE)) return E.EFAULT;
     const out: number[] = [];
-    const fail = (e: number): number => {
-      for (const f of out) this.pages.unpin(f);
-      return e;
-    };
     for (let i = 0; i < npages; i++) {
       const a = addr + i * PAGE_SIZE;
       const m = this.find(a);
-      if (m === undefined || m.backing.kind === 'io' || m.backing.kind === 'none') return fail(E.EFAULT);
-      if (write ? (m.prot & PROT.WRITE) === 0 : m.prot === PROT.NONE) return fail(E.EFAULT);
-      const p = this.#page(m, a, write);
-      if (typeof p === 'number') return fail(p);
+      let e = 0;
+      if (m === undefined || m.backing.kind === 'io' || m.backing.kind === 'none') e = E.EFAULT;
+      else if (write ? (m.prot & PROT.WRITE) === 0 : m.prot === PROT.NONE) e = E.EFAULT;
+      else {
+        const p = this.#page(m, a, write);
+        if (typeof p === 'number') e = p;
+      }
+      if (e < 0) {
+        this.unpinPages(out);
+        return e;
+      }
       const f = this.presentFrame(a);
       this.pages.pin(f);
       out.push(f);

@@ -287,22 +287,25 @@ export class Sys {
    * request number), passed by address, and the kernel's write-back is decoded into the same object.
    */
   async ioctl(fd: number, request: number, arg?: number | bigint | object): Promise<number> {
-    await this.#enter();
+    const e = this.#enter();
+    if (e !== undefined) await e;
     const file = this.#file(fd);
     if (typeof file === 'number') return this.#ret(file, 'ioctl');
     const req = Number(request) >>> 0;
-    const call = async (a: bigint): Promise<number> => {
-      const op = file.ops.ioctl;
-      if (op === undefined) return E.ENOTTY;
-      const r = op(file, this.#cur, req, a);
-      return typeof r === 'number' ? r : await r;
-    };
     let r: number;
     if (arg === undefined || typeof arg === 'number' || typeof arg === 'bigint') {
+      // The direct form (a value or a user address): no closure, and no promise unless the driver returns one.
       const a = arg === undefined ? 0n : BigInt.asUintN(64, typeof arg === 'bigint' ? arg : BigInt(Number.isSafeInteger(arg) ? arg : 0));
-      r = await call(a);
+      const op = file.ops.ioctl;
+      const v = op === undefined ? E.ENOTTY : op(file, this.#cur, req, a);
+      r = typeof v === 'number' ? v : await v;
     } else {
-      r = await marshalIoctl(this.#task.mm, this.#cur, req, arg, call);
+      r = await marshalIoctl(this.#task.mm, this.#cur, req, arg, async (a: bigint): Promise<number> => {
+        const op = file.ops.ioctl;
+        if (op === undefined) return E.ENOTTY;
+        const v = op(file, this.#cur, req, a);
+        return typeof v === 'number' ? v : await v;
+      });
     }
     return this.#ret(r, 'ioctl');
   }

@@ -277,12 +277,21 @@ export class Type1Iommu implements VfioIommuData {
 
   // --- MAP_DMA -------------------------------------------------------------------------------------
 
+  /**
+   * The MAP/UNMAP argument, copied in by hand (the hot path of every map/unmap loop): what
+   * `copyArgszFromUser` does for these two fixed layouts, without a decoded object per call.
+   */
+  readonly #arg = new Uint8Array(vfio_iommu_type1_dma_map.size);
+  readonly #argView = new DataView(this.#arg.buffer);
+
   #mapDma(cur: Current, arg: bigint): number {
-    const c = copyArgszFromUser(cur.mm, arg, vfio_iommu_type1_dma_map);
-    if (typeof c === 'number') return c;
-    const m = c.value;
-    if ((m.flags & ~(VFIO_DMA_MAP_FLAG.READ | VFIO_DMA_MAP_FLAG.WRITE | VFIO_DMA_MAP_FLAG.VADDR)) !== 0) return E.EINVAL;
-    return this.#doMap(cur, m.flags, m.iova, m.vaddr, m.size);
+    // copy_from_user(&map, arg, minsz) (minsz is the whole struct), then argsz < minsz.
+    if (cur.mm.copyFromUser(userAddr(arg), this.#arg) < 0) return E.EFAULT;
+    const v = this.#argView;
+    if (v.getUint32(0, true) < vfio_iommu_type1_dma_map.minsz) return E.EINVAL;
+    const flags = v.getUint32(4, true);
+    if ((flags & ~(VFIO_DMA_MAP_FLAG.READ | VFIO_DMA_MAP_FLAG.WRITE | VFIO_DMA_MAP_FLAG.VADDR)) !== 0) return E.EINVAL;
+    return this.#doMap(cur, flags, v.getBigUint64(16, true), v.getBigUint64(8, true), v.getBigUint64(24, true));
   }
 
   /** Linux `vfio_dma_do_map`, checks in its order (spec 1.7 MAP_DMA 2-9). */
@@ -414,17 +423,20 @@ export class Type1Iommu implements VfioIommuData {
    */
   #unmapDma(cur: Current, arg: bigint): number {
     const mm = cur.mm;
-    const c = copyArgszFromUser(mm, arg, vfio_iommu_type1_dma_unmap);
-    if (typeof c === 'number') return c;
-    const u = c.value;
+    const minsz = vfio_iommu_type1_dma_unmap.size;
+    const raw = this.#arg.subarray(0, minsz);
+    if (mm.copyFromUser(userAddr(arg), raw) < 0) return E.EFAULT;
+    const v = this.#argView;
+    const argsz = v.getUint32(0, true);
+    if (argsz < minsz) return E.EINVAL;
+    const u = { flags: v.getUint32(4, true), iova: v.getBigUint64(8, true), size: v.getBigUint64(16, true) };
     const F = VFIO_DMA_UNMAP_FLAG;
     if ((u.flags & ~(F.GET_DIRTY_BITMAP | F.ALL | F.VADDR)) !== 0) return E.EINVAL;
     const dirty = (u.flags & F.GET_DIRTY_BITMAP) !== 0;
     if (dirty && (u.flags & (F.ALL | F.VADDR)) !== 0) return E.EINVAL;
     let bitmap: { pgsize: bigint; size: bigint; data: bigint } | undefined;
     if (dirty) {
-      const minsz = vfio_iommu_type1_dma_unmap.size;
-      if (c.usize < minsz + vfio_bitmap.size) return E.EINVAL;
+      if (argsz < minsz + vfio_bitmap.size) return E.EINVAL;
       const a = userAddr(arg);
       const b = copyArgszLess(mm, a < 0 ? -1 : a + minsz);
       if (typeof b === 'number') return b;
@@ -436,8 +448,9 @@ export class Type1Iommu implements VfioIommuData {
     }
     const res = this.#doUnmap(cur, u.flags, u.iova, u.size, bitmap);
     if (res < 0) return res;
-    u.size = this.#lastUnmapped;
-    return copyStructToUser(mm, arg, vfio_iommu_type1_dma_unmap, u, vfio_iommu_type1_dma_unmap.size);
+    // copy_to_user(arg, &unmap, minsz) with the bytes unmapped in `size` (#doUnmap left the scratch alone).
+    v.setBigUint64(16, this.#lastUnmapped, true);
+    return mm.copyToUser(userAddr(arg), raw) < 0 ? E.EFAULT : 0;
   }
 
   #lastUnmapped = 0n;
