@@ -238,10 +238,11 @@ export class Iotlb {
    * (aligned down to that size) goes, superpages included.
    */
   invalidatePages(did: number, addr: number, am: number): void {
+    // An empty IOTLB (the common case while a driver maps and unmaps without DMA) costs two tests.
+    if (this.entries === 0 || this.size === 0) return;
     const size = 4096 * 2 ** am;
     const start = addr - (addr % size);
     const last = start + size - 1;
-    if (this.entries === 0 || this.size === 0) return;
     if (am <= 4) {
       // A few pages: probe only the sets their 4 KiB, 2 MiB and 1 GiB entries can live in.
       for (let level = 1; level <= 3; level++) {

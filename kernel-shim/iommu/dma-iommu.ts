@@ -38,6 +38,8 @@ function protOf(dir: DmaDir): number {
 export class IommuDma {
   readonly #core: IommuCore;
   readonly #cookies = new Map<IommuDomain, Cookie>();
+  /** Each DMA domain with its cookie, made once so that the map/unmap path allocates nothing. */
+  readonly #pairs = new Map<IommuDomain, { readonly d: IommuDomain; readonly c: Cookie }>();
   readonly #gather: IotlbGather = createGather();
   /** Devices that still try 32-bit IOVAs first (`dev->iommu->pci_32bit_workaround`). */
   readonly #sacOff = new WeakSet<PciDev>();
@@ -66,7 +68,9 @@ export class IommuDma {
     for (const w of [m.config.pci.mmio32, m.config.pci.mmio64]) iovad.reserve(Math.floor(w.start / PAGE), Math.floor((w.start + w.size - 1) / PAGE));
     for (const r of this.#core.resvRegions()) iovad.reserve(Math.floor(r.start / PAGE), Math.floor(r.last / PAGE));
     const aperturePfn = Math.floor(((d.table?.iasBits ?? 48) >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** (d.table?.iasBits ?? 48) - 1) / PAGE);
-    this.#cookies.set(d, { iovad, fq: d.type === 'DMA_FQ' ? new FlushQueue(this.#core, d, iovad) : null, aperturePfn });
+    const c: Cookie = { iovad, fq: d.type === 'DMA_FQ' ? new FlushQueue(this.#core, d, iovad) : null, aperturePfn };
+    this.#cookies.set(d, c);
+    this.#pairs.set(d, { d, c });
   }
 
   /** Tears down a DMA domain's cookie (its flush queue flushed first). */
@@ -74,6 +78,7 @@ export class IommuDma {
     const c = this.#cookies.get(d);
     c?.fq?.destroy(cpu);
     this.#cookies.delete(d);
+    this.#pairs.delete(d);
   }
 
   /** The flush queue of `dev`'s default domain (lazy mode), for tests and summaries. */
@@ -85,8 +90,7 @@ export class IommuDma {
   #domain(dev: PciDev): { d: IommuDomain; c: Cookie } | null {
     const d = this.#core.groupOf(dev)?.defaultDomain;
     if (d === undefined) return null;
-    const c = this.#cookies.get(d);
-    return c === undefined ? null : { d, c };
+    return this.#pairs.get(d) ?? null;
   }
 
   /** Linux `iommu_dma_alloc_iova`: a pfn for `pages` pages within `maskBits` and the aperture, or -1. */

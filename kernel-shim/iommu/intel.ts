@@ -28,6 +28,14 @@ const GSTS_QIES = fmask('GSTS', 'QIES');
 const GSTS_RTPS = fmask('GSTS', 'RTPS');
 const FSTS_IQE = fmask('FSTS', 'IQE');
 
+/** Stores `v` little-endian at byte `o` of a page's bytes. */
+function putDword(f: Uint8Array, o: number, v: number): void {
+  f[o] = v;
+  f[o + 1] = v >>> 8;
+  f[o + 2] = v >>> 16;
+  f[o + 3] = v >>> 24;
+}
+
 /** The CAP register's fields Linux reads (`cap_*` macros in `include/linux/intel-iommu.h`). */
 export interface DmarCaps {
   readonly cap: bigint;
@@ -377,17 +385,24 @@ export class IntelIommu {
 
   /** Whether the batch with `token` has completed (its wait descriptor wrote its status). */
   done(token: number): boolean {
-    return ((this.#mem.read32(this.#status) - token) | 0) >= 0;
+    // The status word is the first dword of its own page: read from the page's bytes (zero until written).
+    const f = this.#statusBytes ?? (this.#statusBytes = this.#mem.peekFrame(this.#status / FRAME_SIZE));
+    const v = f === undefined ? 0 : ((f[0] as number) | ((f[1] as number) << 8) | ((f[2] as number) << 16) | ((f[3] as number) << 24));
+    return ((v - token) | 0) >= 0;
   }
 
-  /** Writes one descriptor (four dwords, low first) at the tail. */
+  /** The bytes of the queue page and of the status page (kernel pages, never freed), once materialised. */
+  #iqBytes: Uint8Array | undefined;
+  #statusBytes: Uint8Array | undefined;
+
+  /** Writes one descriptor (four dwords, low first, as `PhysicalMemory.write32` stores them) at the tail. */
   #post(lo0: number, lo1: number, hi0: number, hi1: number): void {
-    const a = this.#iq + this.#tail * 16;
-    const mem = this.#mem;
-    mem.write32(a, lo0);
-    mem.write32(a + 4, lo1);
-    mem.write32(a + 8, hi0);
-    mem.write32(a + 12, hi1);
+    const f = this.#iqBytes ?? (this.#iqBytes = this.#mem.frame(this.#iq / FRAME_SIZE));
+    const o = this.#tail * 16;
+    putDword(f, o, lo0);
+    putDword(f, o + 4, lo1);
+    putDword(f, o + 8, hi0);
+    putDword(f, o + 12, hi1);
     this.#tail = (this.#tail + 1) & (QI_LENGTH - 1);
     this.descriptors++;
   }
