@@ -331,8 +331,13 @@ export class Mm {
       const p = this.#page(m, a - pageOff, toUser);
       if (typeof p === 'number') return E.EFAULT;
       if ('bytes' in p) {
-        if (toUser) p.bytes.set(buf.subarray(off, off + n), pageOff);
-        else buf.set(p.bytes.subarray(pageOff, pageOff + n), off);
+        const pb = p.bytes;
+        if (n <= 64) {
+          // An ioctl's struct: a plain loop beats two subarrays.
+          if (toUser) for (let i = 0; i < n; i++) pb[pageOff + i] = buf[off + i] as number;
+          else for (let i = 0; i < n; i++) buf[off + i] = pb[pageOff + i] as number;
+        } else if (toUser) pb.set(buf.subarray(off, off + n), pageOff);
+        else buf.set(pb.subarray(pageOff, pageOff + n), off);
       } else {
         for (let i = 0; i < n; i++) {
           if (toUser) this.mmio.write8(p.phys + pageOff + i, buf[off + i] as number);

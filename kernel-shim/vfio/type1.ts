@@ -348,26 +348,8 @@ export class Type1Iommu implements VfioIommuData {
     const limit = Math.floor(mm.memlockLimit / PAGE_SIZE);
     const npages = Number(dma.size / PAGE);
     const iova0 = Number(dma.iova);
-    const st: { run: Run | null } = { run: null };
-    // A run not yet in the domain is given back here; the caller's vfio_remove_dma undoes the others.
-    const abort = (e: number): number => {
-      if (st.run?.frames) {
-        mm.unpinPages(st.run.frames);
-        mm.unaccountLocked(st.run.frames.length);
-        dma.locked -= st.run.frames.length;
-      }
-      st.run = null;
-      return e;
-    };
-    const flush = (): number => {
-      const run = st.run;
-      if (run === null) return 0;
-      const r = iommu.map(d, run.iova, run.phys, run.len, dma.prot, cur.thread);
-      if (r < 0) return abort(r);
-      dma.runs.push(run);
-      st.run = null;
-      return 0;
-    };
+    // The run being gathered (contiguous pages of one kind), not yet in the domain.
+    let run: Run | null = null;
     for (let i = 0; i < npages; i++) {
       const va = userAddr(dma.vaddr + BigInt(i) * PAGE);
       const vma = va < 0 ? undefined : mm.find(va);
@@ -377,29 +359,28 @@ export class Type1Iommu implements VfioIommuData {
         // VM_PFNMAP (follow_fault_pfn): a RAM pfn is refused; device memory is mapped unpinned, unaccounted.
         phys = vma.backing.phys + (va - vma.start);
         const ram = this.kernel.userPages.memory.contains(phys, PAGE_SIZE);
-        if (ram || vma.prot === PROT.NONE || (write && (vma.prot & PROT.WRITE) === 0)) return abort(E.EFAULT);
+        if (ram || vma.prot === PROT.NONE || (write && (vma.prot & PROT.WRITE) === 0)) return this.#abortRun(mm, dma, run, E.EFAULT);
       } else {
         const f = mm.pinPages(va, 1, write);
-        if (typeof f === 'number') return abort(f);
+        if (typeof f === 'number') return this.#abortRun(mm, dma, run, f);
         frame = f[0] as number;
         phys = frame * PAGE_SIZE;
         if (!dma.lockCap && mm.lockedVm + 1 > limit) {
           mm.unpinPages(f);
           // pr_warn("%s: RLIMIT_MEMLOCK (%ld) exceeded\n", __func__, limit << PAGE_SHIFT) (no pr_fmt in the file).
           this.kernel.log.printk('warn', `vfio_pin_pages_remote: RLIMIT_MEMLOCK (${limit * PAGE_SIZE}) exceeded`);
-          return abort(E.ENOMEM);
+          return this.#abortRun(mm, dma, run, E.ENOMEM);
         }
         mm.lockedVm++;
         dma.locked++;
       }
       const rsvd = frame < 0;
-      const open = st.run;
-      if (open !== null && open.phys + open.len === phys && (open.frames === null) === rsvd) {
-        open.len += PAGE_SIZE;
-        open.frames?.push(frame);
+      if (run !== null && run.phys + run.len === phys && (run.frames === null) === rsvd) {
+        run.len += PAGE_SIZE;
+        run.frames?.push(frame);
         continue;
       }
-      const r = flush();
+      const r = this.#flushRun(cur, dma, run);
       if (r < 0) {
         if (!rsvd) {
           mm.unpinPages([frame]);
@@ -408,9 +389,28 @@ export class Type1Iommu implements VfioIommuData {
         }
         return r;
       }
-      st.run = { iova: iova0 + i * PAGE_SIZE, phys, len: PAGE_SIZE, frames: rsvd ? null : [frame] };
+      run = { iova: iova0 + i * PAGE_SIZE, phys, len: PAGE_SIZE, frames: rsvd ? null : [frame] };
     }
-    return flush();
+    return this.#flushRun(cur, dma, run);
+  }
+
+  /** Maps a gathered run into the domain and records it; on failure gives back its pins. */
+  #flushRun(cur: Current, dma: VfioDma, run: Run | null): number {
+    if (run === null) return 0;
+    const r = (this.kernel.iommu as NonNullable<Kernel['iommu']>).map(this.#domain as IommuDomain, run.iova, run.phys, run.len, dma.prot, cur.thread);
+    if (r < 0) return this.#abortRun(cur.mm, dma, run, r);
+    dma.runs.push(run);
+    return 0;
+  }
+
+  /** A run not yet in the domain is given back here; the caller's vfio_remove_dma undoes the others. */
+  #abortRun(mm: Mm, dma: VfioDma, run: Run | null, e: number): number {
+    if (run?.frames) {
+      mm.unpinPages(run.frames);
+      mm.unaccountLocked(run.frames.length);
+      dma.locked -= run.frames.length;
+    }
+    return e;
   }
 
   // --- UNMAP_DMA -----------------------------------------------------------------------------------
