@@ -63,6 +63,21 @@ function lvlIndex(va: number, level: number): number {
   return Math.floor(va / lvlSize(level)) & (SL_ENTRIES - 1);
 }
 
+/** The little-endian dword at byte `o` of a frame's bytes (as `PhysicalMemory.read32` reads it). */
+function dwordAt(f: Uint8Array, o: number): number {
+  return ((f[o] as number) | ((f[o + 1] as number) << 8) | ((f[o + 2] as number) << 16) | ((f[o + 3] as number) << 24)) >>> 0;
+}
+
+/** Stores `v` little-endian at byte `o` of a frame's bytes (as `PhysicalMemory.write32` does). */
+function putDword(f: Uint8Array, o: number, v: number): void {
+  f[o] = v;
+  f[o + 1] = v >>> 8;
+  f[o + 2] = v >>> 16;
+  f[o + 3] = v >>> 24;
+}
+
+const NO_FRAME = new Uint8Array(0);
+
 /** Parameters of {@link createVtdSlPageTable}. */
 export interface VtdSlOptions {
   /** The memory the tables live in (the same the IOMMU walks). */
@@ -131,6 +146,21 @@ export class VtdSlPageTable implements IoPageTableOps {
   #unmapped = 0;
   #gather: IotlbGather | null = null;
 
+  /**
+   * Walk cache of the single-4 KiB-page paths: the level-1 table of the 2 MiB span last reached
+   * (`#wcSpan`, -1 when none), with the level-2 entry linking it (frame bytes, offset and value), so a
+   * map or unmap of one page in the same span reads that link instead of walking from the root. Checked
+   * against memory on every use and dropped whenever this library unlinks a table.
+   */
+  #wcSpan = -1;
+  #wcLink: Uint8Array = NO_FRAME;
+  #wcLinkFn = -1;
+  #wcLinkOff = 0;
+  #wcLinkLo = 0;
+  #wcLinkHi = 0;
+  #wcFn = -1;
+  #wcTable: Uint8Array = NO_FRAME;
+
   /** @internal Use {@link createVtdSlPageTable}. */
   constructor(mem: PhysicalMemory, alloc: TablePageAllocator, levels: number, bitmap: number, oas: number, root: number) {
     this.#mem = mem;
@@ -170,6 +200,17 @@ export class VtdSlPageTable implements IoPageTableOps {
     if (this.#newTables.length !== 0) {
       this.#newTables.length = 0;
       this.#newLinks.length = 0;
+    }
+    if (size === SZ_4K) {
+      // One page below existing tables: what #mapRun does at level 1, without walking from the root.
+      const f = this.#leafTable(iova);
+      if (f !== undefined) {
+        const o = (Math.floor(iova / SZ_4K) & (SL_ENTRIES - 1)) * SL_ENTRY_SIZE;
+        if ((dwordAt(f, o) & RW) !== 0) return PgtError.EXIST;
+        putDword(f, o + 4, slMakeHi(paddr));
+        putDword(f, o, slMakeLo(paddr, leafBits, false));
+        return size;
+      }
     }
     let done = 0;
     let cap = this.#maxLeafLevel;
@@ -262,6 +303,7 @@ export class VtdSlPageTable implements IoPageTableOps {
   #rollback(iova: number, done: number): void {
     if (done > 0) this.#clearRange(iova, iova + done - 1, null);
     const mem = this.#mem;
+    this.#wcSpan = -1;
     for (let k = this.#newTables.length - 1; k >= 0; k--) {
       const link = this.#newLinks[k] as number;
       mem.write32(link, 0);
@@ -281,6 +323,19 @@ export class VtdSlPageTable implements IoPageTableOps {
     if (iova < 0 || size <= 0 || ((iova | size) & (SZ_4K - 1)) !== 0) return PgtError.INVAL;
     if (iova + size > this.#iasLimit) return PgtError.RANGE;
     const last = iova + size - 1;
+
+    if (size === SZ_4K) {
+      // One page below existing tables: the exact-leaf case below, without walking from the root.
+      const f = this.#leafTable(iova);
+      if (f !== undefined) {
+        const o = (Math.floor(iova / SZ_4K) & (SL_ENTRIES - 1)) * SL_ENTRY_SIZE;
+        if ((dwordAt(f, o) & RW) === 0) return 0;
+        putDword(f, o, 0);
+        putDword(f, o + 4, 0);
+        if (gather !== null) gatherAddRange(gather, iova, last, size);
+        return size;
+      }
+    }
 
     // Refuse before touching anything if the unmap would reach a superpage it covers only in part.
     if (!this.#findLeaf(iova)) return 0;
@@ -302,6 +357,47 @@ export class VtdSlPageTable implements IoPageTableOps {
       if (leafLast !== last && !this.#hasHole(iova, base - 1)) return PgtError.SPLIT;
     }
     return this.#clearRange(iova, last, gather);
+  }
+
+  /**
+   * The bytes of the level-1 table that holds `va`'s leaf, when every level above is a present table
+   * entry (no superpage, no hole); else undefined. Uses and refills the walk cache.
+   */
+  #leafTable(va: number): Uint8Array | undefined {
+    const span = Math.floor(va / SZ_2M);
+    const mem = this.#mem;
+    if (span === this.#wcSpan) {
+      const l = this.#wcLink;
+      const o = this.#wcLinkOff;
+      if (dwordAt(l, o) === this.#wcLinkLo && dwordAt(l, o + 4) === this.#wcLinkHi
+        && mem.peekFrame(this.#wcLinkFn) === l && mem.peekFrame(this.#wcFn) === this.#wcTable) return this.#wcTable;
+    }
+    let table = this.root;
+    let ea = 0;
+    let lo = 0;
+    let hi = 0;
+    for (let l = this.levels; l >= 2; l--) {
+      ea = table + lvlIndex(va, l) * SL_ENTRY_SIZE;
+      lo = mem.read32(ea);
+      if ((lo & RW) === 0 || (lo & SL_PTE_PS) !== 0) return undefined;
+      hi = mem.read32(ea + 4);
+      table = slEntryAddr(lo, hi);
+    }
+    // A link out of memory, or a table never written (reads as zeros), is left to the general path.
+    if (!mem.contains(table, SZ_4K)) return undefined;
+    const linkFn = Math.floor(ea / SZ_4K);
+    const link = mem.peekFrame(linkFn);
+    const t = mem.peekFrame(table / SZ_4K);
+    if (link === undefined || t === undefined) return undefined;
+    this.#wcSpan = span;
+    this.#wcLinkFn = linkFn;
+    this.#wcLink = link;
+    this.#wcLinkOff = ea % SZ_4K;
+    this.#wcLinkLo = lo;
+    this.#wcLinkHi = hi;
+    this.#wcFn = table / SZ_4K;
+    this.#wcTable = t;
+    return t;
   }
 
   /** Clears leaves from `start` to `last` up to the first hole; returns the bytes cleared. */
@@ -347,6 +443,7 @@ export class VtdSlPageTable implements IoPageTableOps {
         // The whole span is gone: unlink the table; the caller frees it once the caches forget it.
         mem.write32(ea, 0);
         mem.write32(ea + 4, 0);
+        this.#wcSpan = -1;
         g.freelist.push(child);
         gatherAddRange(g, eStart, eLast, 0);
         this.#tablePages--;
@@ -408,6 +505,7 @@ export class VtdSlPageTable implements IoPageTableOps {
 
   destroy(): void {
     this.#live();
+    this.#wcSpan = -1;
     this.#freeTree(this.root, this.levels);
     this.#alloc.freeTablePage(this.root);
     this.#tablePages = 0;
