@@ -5,6 +5,9 @@ import { PAGE_SIZE, PROT } from '../uapi/linux.ts';
 import type { Mm } from './mm.ts';
 import type { Vma, VmaBacking } from './vma.ts';
 
+/** `Number.MAX_SAFE_INTEGER` as a bigint, made once (address checks run on every access). */
+const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
+
 /** Who is running user code right now, for the cost of a synchronous access (temporal decoupling). */
 export interface Runner {
   /** The thread whose local time an access advances. */
@@ -81,7 +84,7 @@ export function userWrite(mm: Mm, runner: Runner, addr: number, size: 1 | 2 | 4 
 }
 
 function toAddr(at: number | bigint): number {
-  return typeof at === 'bigint' ? (at >= 0n && at <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(at) : -1) : at;
+  return typeof at === 'bigint' ? (at >= 0n && at <= MAX_SAFE_BIG ? Number(at) : -1) : at;
 }
 
 /** `sys.mem`: typed access at user addresses (the generic path). */

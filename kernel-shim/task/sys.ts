@@ -14,6 +14,9 @@ import type { Current } from './current.ts';
 import { TaskExit, type Task } from './task.ts';
 import { marshalIoctl } from './ioctl.ts';
 
+/** `Number.MAX_SAFE_INTEGER` as a bigint, made once (address checks run on every access). */
+const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
+
 /** A user buffer given by address: `{ addr, length }` (a {@link Mapping} is one). */
 export interface UserPtr {
   readonly addr: number | bigint;
@@ -42,7 +45,7 @@ const SETFL_MASK = O.APPEND | O.NONBLOCK | O.DIRECT;
 
 function addrOf(a: number | bigint | null | undefined): number {
   if (a === null || a === undefined) return 0;
-  if (typeof a === 'bigint') return a >= 0n && a < 1n << 64n ? (a <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(a) : -1) : -1;
+  if (typeof a === 'bigint') return a >= 0n && a <= MAX_SAFE_BIG ? Number(a) : -1;
   return Number.isSafeInteger(a) && a >= 0 ? a : -1;
 }
 
@@ -53,7 +56,7 @@ function advancePos(file: File, at: number, n: number): number {
 }
 
 function sizeOf(n: number | bigint): number {
-  if (typeof n === 'bigint') return n >= 0n && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : Number.POSITIVE_INFINITY;
+  if (typeof n === 'bigint') return n >= 0n && n <= MAX_SAFE_BIG ? Number(n) : Number.POSITIVE_INFINITY;
   return Number.isSafeInteger(n) && n >= 0 ? n : Number.POSITIVE_INFINITY;
 }
 

@@ -2,6 +2,9 @@ import { E } from '../errno.ts';
 import type { UserCopy } from '../fs/file.ts';
 import type { AnyLayout, ArrayValue, FlexField, ScalarType, StructLayout } from './layout.ts';
 
+/** `Number.MAX_SAFE_INTEGER` as a bigint, made once (address checks run on every access). */
+const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
+
 /**
  * Encoding and decoding of uAPI structs by their layouts (little-endian, x86-64), and the copy helpers kernel
  * drivers use to read an ioctl argument with Linux's size rules (spec/linux-uapi.md section 0):
@@ -223,7 +226,7 @@ export function decodeArray<T extends ScalarType | AnyLayout>(type: T, bytes: Ui
 /** The `number` address of a user pointer, or -1 (which every copy rejects with `EFAULT`). */
 export function userAddr(arg: bigint | number): number {
   if (typeof arg === 'number') return Number.isSafeInteger(arg) && arg >= 0 ? arg : -1;
-  return arg >= 0n && arg <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(arg) : -1;
+  return arg >= 0n && arg <= MAX_SAFE_BIG ? Number(arg) : -1;
 }
 
 function at(addr: number, off: number): number {

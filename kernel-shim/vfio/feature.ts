@@ -1,5 +1,6 @@
 import { E } from '../errno.ts';
 import type { Current } from '../task/current.ts';
+import { userAddr } from '../uapi/codec.ts';
 import { VFIO_DEVICE_FEATURE, VFIO_DEVICE_FEATURE_FLAG } from '../uapi/vfio.ts';
 import type { VfioDevice } from './device.ts';
 
@@ -27,7 +28,7 @@ export function vfioCheckFeature(flags: number, argsz: number, supported: number
 
 /** Linux `vfio_ioctl_device_feature`. */
 export function vfioDeviceFeature(dev: VfioDevice, cur: Current, arg: bigint): number | Promise<number> {
-  const a = arg <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(arg) : -1;
+  const a = userAddr(arg);
   const hdr = new Uint8Array(MINSZ);
   if (cur.mm.copyFromUser(a, hdr) < 0) return E.EFAULT;
   const dv = new DataView(hdr.buffer);

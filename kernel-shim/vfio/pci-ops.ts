@@ -6,6 +6,7 @@ import { PCI_ROM_RESOURCE, type PciDev } from '../pci/dev.ts';
 import { IORESOURCE, PCI, PCI_COMMAND, PCI_EXP, PCI_MSIX, PCI_PM } from '../pci/regs.ts';
 import type { Current } from '../task/current.ts';
 import { buildCapChain } from '../uapi/capchain.ts';
+import { userAddr } from '../uapi/codec.ts';
 import { struct } from '../uapi/layout.ts';
 import { MAP, PAGE_SHIFT, PAGE_SIZE } from '../uapi/linux.ts';
 import {
@@ -422,7 +423,7 @@ export const vfioPciOps: VfioDeviceOps = {
   ioctl(vdev, cur, request, arg) {
     const st = stateOf(vdev);
     if (st === undefined) return E.ENOTTY;
-    const a = arg <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(arg) : -1;
+    const a = userAddr(arg);
     pmWakeForIoctl(st);
     switch (request) {
       case VFIO.DEVICE_GET_INFO: return getInfo(st, cur, a);
