@@ -14,6 +14,7 @@ import { uioInit } from './uio/core.ts';
 import { uioPciGenericDriver } from './uio/pci-generic.ts';
 import { vfioInit } from './vfio/core.ts';
 import { vfioPciDriver } from './vfio/pci-driver.ts';
+import { iommufdInit } from './iommufd/index.ts';
 import { Sys, type Thread } from './task/sys.ts';
 import { Task, TaskExit, type Proc, type SpawnOptions } from './task/task.ts';
 import { BEHAVIOUR, LINUX_VERSIONS, type Behaviour, type LinuxVersion } from './versions.ts';
@@ -81,6 +82,7 @@ export class Kernel {
     this.pci.registerDriver(uioPciGenericDriver(this));
     vfioInit(this);
     this.pci.registerDriver(vfioPciDriver(this));
+    iommufdInit(this);
     if (options.testDevice === true) registerTestDevice(this);
     for (const m of options.modules ?? []) loadModule(this, m);
   }
