@@ -482,7 +482,11 @@ export class Type1Iommu implements VfioIommuData {
       if (d !== undefined && d.iova + d.size !== end) return E.EINVAL;
     }
     let unmapped = 0n;
-    const first = this.dmas.findIndex((d) => d.iova + d.size > iova && d.iova < end);
+    let first = -1;
+    for (let i = 0; i < this.dmas.length && first < 0; i++) {
+      const d = this.dmas[i] as VfioDma;
+      if (d.iova + d.size > iova && d.iova < end) first = i;
+    }
     if (first < 0) return 0;
     const victims: VfioDma[] = [];
     for (let i = first; i < this.dmas.length; i++) {
@@ -586,12 +590,16 @@ export class Type1Iommu implements VfioIommuData {
 
   /** Linux `vfio_find_dma`: a mapping overlapping `[start, start + size)`. */
   #find(start: bigint, size: bigint): VfioDma | undefined {
-    return this.dmas.find((d) => start < d.iova + d.size && start + size > d.iova);
+    // Loops, not closures: these run on every MAP and UNMAP.
+    const end = start + size;
+    for (const d of this.dmas) if (start < d.iova + d.size && end > d.iova) return d;
+    return undefined;
   }
 
   /** Linux `vfio_find_dma(iommu, addr, 0)`: a mapping that holds `addr` past its first byte. */
   #findContaining(addr: bigint): VfioDma | undefined {
-    return this.dmas.find((d) => addr > d.iova && addr < d.iova + d.size);
+    for (const d of this.dmas) if (addr > d.iova && addr < d.iova + d.size) return d;
+    return undefined;
   }
 
   #link(d: VfioDma): void {
@@ -603,7 +611,8 @@ export class Type1Iommu implements VfioIommuData {
   /** Linux `vfio_iommu_iova_dma_valid`: inside one range (an empty list accepts everything). */
   #iovaValid(start: bigint, last: bigint): boolean {
     if (this.iovaList.length === 0) return true;
-    return this.iovaList.some((r) => start >= r.start && last <= r.last);
+    for (const r of this.iovaList) if (start >= r.start && last <= r.last) return true;
+    return false;
   }
 
   /**
