@@ -99,7 +99,6 @@ async function compare(m: Model, r: Real, probe: number): Promise<void> {
     const vaPage = a.vaPage + Number((iova - a.start) / PG);
     expect(new DataView(res.bytes.buffer).getUint32(0, true)).toBe((0xa500_0000 | vaPage) >>> 0);
   }
-  void r.sys;
 }
 
 type Cmd = fc.AsyncCommand<Model, Real>;
@@ -297,10 +296,10 @@ describe.each([['no device', false, 40], ['device on the first IOAS', true, 25]]
         const b = boot();
         await run(async (sys) => {
           const real = await setup(sys, b, device);
-          await fc.asyncModelRun(() => ({ model: { ioas: [[], []], nextPages: 0, device }, real }), cmds);
+          await fc.asyncModelRun(() => ({ model: { ioas: [[], []] as [MArea[], MArea[]], nextPages: 0, device }, real }), cmds);
           // Closing with the device still bound keeps the context (the binding holds the file).
           await sys.close(real.fd);
-          for (const o of [...real.ctx.objects.values()]) if (o.type === 'device') real.ctx.unbindDevice(o);
+          for (const o of real.ctx.objects.values()) if (o.type === 'device') real.ctx.unbindDevice(o);
           expect(b.kernel.userPages.pinned).toBe(0);
         }, { booted: b, spawn: { uid: 0, caps: [] } });
         expect(b.kernel.userPages.pinned).toBe(0);
