@@ -391,6 +391,19 @@ export class Mm {
     return out;
   }
 
+  /** {@link pinPages} of one page, without an array: the frame, or `-errno`. */
+  pinPage(addr: number, write: boolean): number {
+    if (!(Number.isSafeInteger(addr) && addr >= 0 && addr % PAGE_SIZE === 0 && addr + PAGE_SIZE <= TASK_SIZE)) return E.EFAULT;
+    const m = this.find(addr);
+    if (m === undefined || m.backing.kind === 'io' || m.backing.kind === 'none') return E.EFAULT;
+    if (write ? (m.prot & PROT.WRITE) === 0 : m.prot === PROT.NONE) return E.EFAULT;
+    const p = this.#page(m, addr, write);
+    if (typeof p === 'number') return p;
+    const f = this.presentFrame(addr);
+    this.pages.pin(f);
+    return f;
+  }
+
   /** Unpins frames returned by {@link pinPages}. */
   unpinPages(frames: readonly number[]): void {
     for (const f of frames) this.pages.unpin(f);

@@ -350,8 +350,9 @@ export class Type1Iommu implements VfioIommuData {
     const iova0 = Number(dma.iova);
     // The run being gathered (contiguous pages of one kind), not yet in the domain.
     let run: Run | null = null;
+    const va0 = userAddr(dma.vaddr);
     for (let i = 0; i < npages; i++) {
-      const va = userAddr(dma.vaddr + BigInt(i) * PAGE);
+      const va = va0 < 0 ? -1 : va0 + i * PAGE_SIZE;
       const vma = va < 0 ? undefined : mm.find(va);
       let phys: number;
       let frame = -1;
@@ -361,12 +362,12 @@ export class Type1Iommu implements VfioIommuData {
         const ram = this.kernel.userPages.memory.contains(phys, PAGE_SIZE);
         if (ram || vma.prot === PROT.NONE || (write && (vma.prot & PROT.WRITE) === 0)) return this.#abortRun(mm, dma, run, E.EFAULT);
       } else {
-        const f = mm.pinPages(va, 1, write);
-        if (typeof f === 'number') return this.#abortRun(mm, dma, run, f);
-        frame = f[0] as number;
+        const f = mm.pinPage(va, write);
+        if (f < 0) return this.#abortRun(mm, dma, run, f);
+        frame = f;
         phys = frame * PAGE_SIZE;
         if (!dma.lockCap && mm.lockedVm + 1 > limit) {
-          mm.unpinPages(f);
+          mm.pages.unpin(f);
           // pr_warn("%s: RLIMIT_MEMLOCK (%ld) exceeded\n", __func__, limit << PAGE_SHIFT) (no pr_fmt in the file).
           this.kernel.log.printk('warn', `vfio_pin_pages_remote: RLIMIT_MEMLOCK (${limit * PAGE_SIZE}) exceeded`);
           return this.#abortRun(mm, dma, run, E.ENOMEM);
