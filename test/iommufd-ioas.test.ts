@@ -111,6 +111,32 @@ describe('/dev/iommu (iommufd_init, iommu_misc_dev)', () => {
   });
 });
 
+describe('teardown (iommufd_fops_release)', () => {
+  it('exit closes the fd: every IOAS and its mappings go; a second context is unaffected by the first closing', async () => {
+    const b = boot();
+    let kept: IommufdCtx | undefined;
+    let gone: IommufdCtx | undefined;
+    await run(async (sys) => {
+      const fd = await open(sys);
+      const fd2 = await open(sys);
+      gone = await ctxOf(sys, b, fd);
+      kept = await ctxOf(sys, b, fd2);
+      const va = await buffer(sys, 2);
+      for (const f of [fd, fd2]) {
+        const ioas = await ioasAlloc(sys, f);
+        await map(sys, f, ioas, va, 0x2000n, 0x10000n);
+        await sys.ioctl(f, IOMMUFD.VFIO_IOAS, { size: 12, ioas_id: ioas, op: IOMMU_VFIO_IOAS.SET });
+      }
+      await sys.close(fd);
+      expect(gone.objects.size).toBe(0);
+      expect(gone.vfioIoas).toBeNull();
+      expect(kept.objects.size).toBe(1);
+    }, { booted: b });
+    expect(kept?.objects.size).toBe(0);
+    expect(b.kernel.userPages.pinned).toBe(0);
+  });
+});
+
 describe('dispatch and the size rule (iommufd_fops_ioctl, copy_struct_from_user)', () => {
   it('ids start at 1 and the lowest free one is reused; each open is its own table', async () => {
     await run(async (sys) => {
@@ -472,6 +498,43 @@ describe('attach through the in-kernel API (iommufd_device_attach) with the edu 
       expect(b.kernel.userPages.pinned).toBe(0);
     }, { booted: b, spawn: { uid: 0, caps: ['SYS_RESOURCE'] } });
     expect(b.kernel.iommu?.groupOf(b.kernel.pci.device(EDU) ?? (undefined as never))?.owner).toBeUndefined();
+  });
+
+  it('attaching again moves the device (iommufd_device_replace); an unknown pt_id ENOENT; the old automatic HWPT goes', async () => {
+    const b = boot();
+    await run(async (sys) => {
+      const fd = await open(sys);
+      const ctx = await ctxOf(sys, b, fd);
+      const va = await buffer(sys, 2);
+      const a = await ioasAlloc(sys, fd);
+      const c = await ioasAlloc(sys, fd);
+      await map(sys, fd, a, va, 0x1000n, 0x10_0000n);
+      await map(sys, fd, c, va + 0x1000n, 0x1000n, 0x10_0000n);
+      const idev = bindEdu(b, ctx);
+      b.kernel.pci.device(EDU)?.setMaster();
+      const port = devicePort(b.machine, '00:03.0');
+      const word = (): number => new DataView(port.read(0x10_0000, 4).bytes.buffer).getUint32(0, true);
+      expect(ctx.attachDevice(idev, 99)).toBe(-2);
+      expect(ctx.attachDevice(idev, idev.id)).toBe(-2);
+      const h = ctx.attachDevice(idev, a);
+      expect(word()).toBe(0xa500_0000);
+      expect(ctx.attachDevice(idev, h)).toBe(h);
+      expect(ctx.attachDevice(idev, a)).toBe(h);
+      const h2 = ctx.attachDevice(idev, c);
+      expect(h2).not.toBe(h);
+      expect(word()).toBe(0xa500_0001);
+      expect(await errnoOf(sys.ioctl(fd, IOMMUFD.DESTROY, { size: 8, id: h }))).toBe('ENOENT');
+      expect(b.kernel.userPages.pinned).toBe(1);
+      // A failed move (memory gone under the new IOAS) leaves the old attachment in place.
+      const g = await ioasAlloc(sys, fd);
+      await map(sys, fd, g, 0x7000_0000n, 0x1000n, 0x10_0000n);
+      expect(ctx.attachDevice(idev, g)).toBe(-14);
+      expect(word()).toBe(0xa500_0001);
+      ctx.detachDevice(idev);
+      expect(port.read(0x10_0000, 4).status).not.toBe(DmaStatus.OK);
+      ctx.unbindDevice(idev);
+      expect(b.kernel.userPages.pinned).toBe(0);
+    }, { booted: b });
   });
 
   it('an area whose memory has gone fails the attach with EFAULT (fork_gone); misaligned areas EADDRINUSE; memlock ENOMEM', async () => {
