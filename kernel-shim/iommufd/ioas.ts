@@ -6,7 +6,7 @@ import {
   IOMMU_IOAS_MAP, IOMMU_OPTION_OP, iommu_ioas_alloc, iommu_ioas_allow_iovas, iommu_ioas_copy, iommu_ioas_iova_ranges,
   iommu_ioas_map, iommu_ioas_unmap, iommu_iova_range, type iommu_option,
 } from '../uapi/iommufd.ts';
-import type { ValueOf } from '../uapi/layout.ts';
+import { offsetof, type ValueOf } from '../uapi/layout.ts';
 import { IoPagetable, ULONG_MAX, type IovaRange } from './io-pagetable.ts';
 import type { IommufdCtx } from './main.ts';
 import type { IoasObject } from './objects.ts';
@@ -28,6 +28,16 @@ function prot(flags: number): number {
 export function getIoas(ctx: IommufdCtx, id: number): IoasObject | number {
   const o = ctx.objects.get(id);
   return o?.type === 'ioas' ? o : E.ENOENT;
+}
+
+/**
+ * `iommufd_ucmd_respond` when the call changed one `u64` field, which `size >= min_size` always covers:
+ * the other bytes would be written back as they were read, so only the field is stored.
+ */
+function respondU64(cur: Current, arg: bigint, offset: number, v: bigint): number {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, v, true);
+  return copyBytesToUser(cur.mm, arg, offset, b);
 }
 
 /** `iommufd_ucmd_respond`. */
@@ -112,7 +122,7 @@ export function ioasMap(ctx: IommufdCtx, cur: Current, arg: bigint, c: CopiedStr
   const iova = ioas.iopt.mapPages([{ pages, startByte: cmd.user_va - pages.uptr, length: cmd.length }], cmd.length, fixed, prot(cmd.flags), cur.thread);
   if (typeof iova === 'number') return iova;
   cmd.iova = iova;
-  return respond(cur, arg, iommu_ioas_map, c);
+  return respondU64(cur, arg, offsetof(iommu_ioas_map, 'iova'), iova);
 }
 
 /**
@@ -136,7 +146,7 @@ export function ioasCopy(ctx: IommufdCtx, cur: Current, arg: bigint, c: CopiedSt
   const iova = dst.iopt.mapPages(slices, cmd.length, fixed, prot(cmd.flags), cur.thread);
   if (typeof iova === 'number') return iova;
   cmd.dst_iova = iova;
-  return respond(cur, arg, iommu_ioas_copy, c);
+  return respondU64(cur, arg, offsetof(iommu_ioas_copy, 'dst_iova'), iova);
 }
 
 /**
@@ -157,7 +167,7 @@ export function ioasUnmap(ctx: IommufdCtx, cur: Current, arg: bigint, c: CopiedS
     unmapped = r.unmapped;
   }
   cmd.length = unmapped;
-  return respond(cur, arg, iommu_ioas_unmap, c);
+  return respondU64(cur, arg, offsetof(iommu_ioas_unmap, 'length'), unmapped);
 }
 
 /**

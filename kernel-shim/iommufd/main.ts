@@ -4,7 +4,7 @@ import type { File, FileOperations } from '../fs/file.ts';
 import type { Kernel } from '../kernel.ts';
 import type { PciDev } from '../pci/dev.ts';
 import type { Current } from '../task/current.ts';
-import { copyBytesToUser, copyStructFromUser, copyStructToUser, getUserU32, type CopiedStruct } from '../uapi/codec.ts';
+import { checkZeroedUser, copyBytesToUser, copyStructToUser, decode, userAddr, type CopiedStruct } from '../uapi/codec.ts';
 import { _IOC_NR } from '../uapi/ioctl.ts';
 import {
   IOMMUFD, IOMMUFD_CMD_BASE, IOMMU_HWPT_ALLOC, IOMMU_OPTION_ID, IOMMU_OPTION_OP, IOMMU_VFIO_IOAS, iommu_destroy,
@@ -277,12 +277,33 @@ function iommufdIoctl(ctx: IommufdCtx, cur: Current, request: number, arg: bigin
   const nr = _IOC_NR(request);
   const op = nr >= IOMMUFD_CMD_BASE ? OPS[nr - IOMMUFD_CMD_BASE] : undefined;
   if (op === undefined) return iommufdVfioIoctl(ctx, cur, request, arg);
-  const sz = getUserU32(cur.mm, arg);
-  if (typeof sz === 'number') return sz;
+  const addr = userAddr(arg);
+  const rs = cur.mm.copyFromUser(addr, sizeWord);
+  if (rs < 0) return rs;
   if (op.request !== request >>> 0) return E.ENOTTY;
-  const c = copyStructFromUser(cur.mm, arg, op.layout);
+  const usize = sizeView.getUint32(0, true);
+  const c = copyStructAfterSize(cur, addr, usize, op.layout);
   if (typeof c === 'number') return c;
-  return op.exec(ctx, cur, arg, c as CopiedStruct<Record<string, unknown>>);
+  return op.exec(ctx, cur, arg, c);
+}
+
+/** The `u32 size` word, read into one buffer (each read is used at once, before anything else runs). */
+const sizeWord = new Uint8Array(4);
+const sizeView = new DataView(sizeWord.buffer);
+
+/** `copy_struct_from_user` once the size is known: `EINVAL` below the minimum, `E2BIG` for a nonzero tail. */
+function copyStructAfterSize(cur: Current, addr: number, usize: number, layout: AnyLayout): CopiedStruct<Record<string, unknown>> | number {
+  if (usize < layout.minsz) return E.EINVAL;
+  const ksize = layout.size;
+  if (usize > ksize) {
+    const z = checkZeroedUser(cur.mm, addr < 0 ? -1 : addr + ksize, usize - ksize);
+    if (z < 0) return z;
+    if (z === 0) return E.E2BIG;
+  }
+  const buf = new Uint8Array(ksize);
+  const r = cur.mm.copyFromUser(addr, buf.subarray(0, Math.min(usize, ksize)));
+  if (r < 0) return r;
+  return { value: decode(layout, buf) as Record<string, unknown>, usize };
 }
 
 /** `/dev/iommu`'s file operations (Linux `iommufd_fops`). */
