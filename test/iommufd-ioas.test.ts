@@ -296,6 +296,34 @@ describe('IOAS_MAP (iommufd_ioas_map, iopt_map_user_pages)', () => {
   });
 });
 
+describe('more edges', () => {
+  it('a size past the readable memory EFAULT (the tail check); an automatic IOVA for half the space EOVERFLOW', async () => {
+    await run(async (sys) => {
+      const fd = await open(sys);
+      expect(await errnoOf(sys.ioctl(fd, IOMMUFD.IOAS_ALLOC, Uint32Array.of(0xffff_ffff, 0, 0)))).toBe('EFAULT');
+      const ioas = await ioasAlloc(sys, fd);
+      expect(await errnoOf(map(sys, fd, ioas, 0x1000n, 1n << 63n, 0n, RW))).toBe('EOVERFLOW');
+    });
+  });
+
+  it('HUGE_PAGES off is refused once a domain has areas (EINVAL); GET_HW_INFO on a bound device EOPNOTSUPP', async () => {
+    const b = boot();
+    await run(async (sys) => {
+      const fd = await open(sys);
+      const ctx = await ctxOf(sys, b, fd);
+      const ioas = await ioasAlloc(sys, fd);
+      await map(sys, fd, ioas, await buffer(sys, 1), 0x1000n, 0x10_0000n);
+      const idev = bindEdu(b, ctx);
+      expect(ctx.attachDevice(idev, ioas)).toBeGreaterThan(0);
+      const opt = { size: 24, option_id: IOMMU_OPTION_ID.HUGE_PAGES, op: IOMMU_OPTION_OP.SET, __reserved: 0, object_id: ioas, val64: 0n };
+      expect(await errnoOf(sys.ioctl(fd, IOMMUFD.OPTION, opt))).toBe('EINVAL');
+      expect(await errnoOf(sys.ioctl(fd, IOMMUFD.GET_HW_INFO, { size: 40, dev_id: idev.id }))).toBe('EOPNOTSUPP');
+      expect(await errnoOf(sys.ioctl(fd, IOMMUFD.HWPT_ALLOC, { size: 48, dev_id: idev.id, pt_id: ioas }))).toBe('EOPNOTSUPP');
+      ctx.unbindDevice(idev);
+    }, { booted: b });
+  });
+});
+
 describe('IOAS_UNMAP (iopt_unmap_iova)', () => {
   it('(0, U64_MAX) removes everything, even nothing; nothing there or a cut area ENOENT; length 0 EINVAL; wrap EOVERFLOW', async () => {
     await run(async (sys) => {

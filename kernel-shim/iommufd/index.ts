@@ -10,6 +10,7 @@ import { iommufdFops } from './main.ts';
  */
 
 export { IommufdCtx, iommufdFops, iommufdFromFile } from './main.ts';
+export { attachDevice, bindDevice, detachDevice, unbindDevice } from './device.ts';
 export type { DeviceObject, HwptPagingObject, IoasObject, IommufdObject } from './objects.ts';
 export { userLockedVm, type AccountMode } from './pages.ts';
 
