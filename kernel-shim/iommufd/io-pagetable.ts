@@ -5,6 +5,9 @@ import type { IommuCore } from '../iommu/core.ts';
 import type { IommuDomain } from '../iommu/domain.ts';
 import { PAGE_SIZE } from '../uapi/linux.ts';
 import type { IoptPages } from './pages.ts';
+import { alignUp, holes, lowestBit, overlaps, roundupPow2, union, type IovaRange } from './ranges.ts';
+
+export type { IovaRange } from './ranges.ts';
 
 /**
  * The IO page table of one IOAS (Linux `drivers/iommu/iommufd/io_pagetable.c`, `struct io_pagetable`):
@@ -21,12 +24,6 @@ export const ULONG_MAX = (1n << 64n) - 1n;
 const SIZE_MAX = ULONG_MAX;
 /** x86 `HPAGE_SIZE`: the cap on an automatic IOVA's alignment (`max_alignment` with THP). */
 const HPAGE = 2n << 20n;
-
-/** An inclusive range. */
-export interface IovaRange {
-  readonly start: bigint;
-  readonly last: bigint;
-}
 
 /** A reserved range and who reserved it (a domain or a device). */
 interface Reserved extends IovaRange {
@@ -50,50 +47,6 @@ export interface PagesSlice {
   readonly length: bigint;
 }
 
-function roundupPow2(v: bigint): bigint {
-  let p = 1n;
-  while (p < v) p <<= 1n;
-  return p;
-}
-
-function lowestBit(v: bigint): bigint {
-  return v & -v;
-}
-
-/** C `ALIGN(v, a) | off` on an unsigned long. */
-function alignUp(v: bigint, a: bigint, off: bigint): bigint {
-  return BigInt.asUintN(64, (v + a - 1n) & ~(a - 1n)) | off;
-}
-
-/** Sorted union of ranges, touching ones merged (an interval-tree span iterator's "used" spans). */
-function union(ranges: readonly IovaRange[]): IovaRange[] {
-  const s = [...ranges].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
-  const out: { start: bigint; last: bigint }[] = [];
-  for (const r of s) {
-    const top = out[out.length - 1];
-    if (top !== undefined && r.start <= top.last + 1n) {
-      if (r.last > top.last) top.last = r.last;
-    } else out.push({ start: r.start, last: r.last });
-  }
-  return out;
-}
-
-/** Holes of `used` inside `[from, to]`. */
-function holes(used: readonly IovaRange[], from: bigint, to: bigint): IovaRange[] {
-  const out: IovaRange[] = [];
-  let cur = from;
-  for (const u of union(used)) {
-    if (u.last < cur) continue;
-    if (u.start > to) break;
-    if (u.start > cur) out.push({ start: cur, last: u.start - 1n });
-    if (u.last >= to) return out;
-    cur = u.last + 1n;
-  }
-  if (cur <= to) out.push({ start: cur, last: to });
-  return out;
-}
-
-const overlaps = (a: IovaRange, start: bigint, last: bigint): boolean => a.start <= last && start <= a.last;
 
 /** Linux `struct io_pagetable`. */
 export class IoPagetable {
