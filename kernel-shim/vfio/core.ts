@@ -4,6 +4,7 @@ import { relativeLink, sysfsAttr } from '../fs/sysfs.ts';
 import type { Kernel } from '../kernel.ts';
 import { vfioContainerFops } from './container.ts';
 import type { VfioDevice } from './device.ts';
+import { vfioCdevAdd, vfioCdevRemove } from './cdev.ts';
 import { VfioGroup, vfioGroupFops, vfioRevokeDevice } from './group.ts';
 
 /**
@@ -77,6 +78,7 @@ export function vfioRegisterGroupDev(kernel: Kernel, vdev: VfioDevice): number {
   }
   g.devices.push(vdev);
   core.devices.add(vdev);
+  vfioCdevAdd(kernel, vdev, g);
   return 0;
 }
 
@@ -92,6 +94,7 @@ export function vfioUnregisterGroupDev(kernel: Kernel, vdev: VfioDevice): void {
   if (core === undefined || !core.devices.delete(vdev)) return;
   const ig = kernel.iommu?.groupOf(vdev.pdev);
   const g = ig === undefined ? undefined : core.groups.get(ig.id);
+  vfioCdevRemove(kernel, vdev);
   vfioRevokeDevice(vdev);
   if (g === undefined) return;
   const i = g.devices.indexOf(vdev);

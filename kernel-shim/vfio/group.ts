@@ -4,10 +4,11 @@ import { fileInode } from '../fs/inode.ts';
 import type { IommuGroupK } from '../iommu/group.ts';
 import type { Kernel } from '../kernel.ts';
 import type { Current } from '../task/current.ts';
-import { copyArgszFromUser, copyStructToUser, getUserU32, userAddr } from '../uapi/codec.ts';
+import { copyArgszFromUser, copyStructFromUser, copyStructToUser, getUserU32, userAddr } from '../uapi/codec.ts';
 import { O, PAGE_SIZE } from '../uapi/linux.ts';
-import { VFIO, VFIO_GROUP_FLAGS, vfio_group_status } from '../uapi/vfio.ts';
+import { VFIO, VFIO_GROUP_FLAGS, vfio_device_bind_iommufd, vfio_group_status } from '../uapi/vfio.ts';
 import { vfioContainerFromFile, type VfioContainer } from './container.ts';
+import { vfioCdevBoundCount } from './cdev.ts';
 import type { VfioDevice } from './device.ts';
 import { vfioDeviceFeature } from './feature.ts';
 
@@ -65,6 +66,8 @@ function groupOpen(file: File): number {
   const ino = file.inode;
   const g = ino.kind === 'file' ? ino.data : undefined;
   if (!(g instanceof VfioGroup) || g.iommuGroup === null) return E.ENODEV;
+  // A device of the group bound through its cdev (`cdev_device_open_cnt`).
+  if (vfioCdevBoundCount(g) > 0) return E.EBUSY;
   if (g.openedFile !== null) return E.EBUSY;
   g.openedFile = file;
   file.private = g;
@@ -214,6 +217,15 @@ async function getDeviceFd(g: VfioGroup, cur: Current, arg: bigint): Promise<num
   return fd;
 }
 
+/**
+ * `vfio_df_ioctl_bind_iommufd` on a device fd from a group: the struct's checks, then `EINVAL` (BIND is for
+ * cdev fds only).
+ */
+function bindOnGroupFd(cur: Current, arg: bigint): number {
+  const c = copyStructFromUser(cur.mm, arg, vfio_device_bind_iommufd);
+  return typeof c === 'number' ? c : E.EINVAL;
+}
+
 /** What a device file holds. */
 interface DeviceFileState {
   readonly dev: VfioDevice;
@@ -269,6 +281,7 @@ const deviceFops: FileOperations = {
     const s = liveState(file);
     if (s === undefined) return E.ENODEV;
     if (request === VFIO.DEVICE_FEATURE) return vfioDeviceFeature(s.dev, cur, arg);
+    if (request === VFIO.DEVICE_BIND_IOMMUFD) return bindOnGroupFd(cur, arg);
     return s.dev.ops.ioctl(s.dev, cur, request, arg);
   },
   read(file, cur, buf, pos) {
