@@ -39,6 +39,7 @@ function program(io: CliIo, setStatus: (status: number) => void): Command {
     .option('--trace <file>', 'write a Chrome trace of the run (open it in https://ui.perfetto.dev)')
     .option('--machine <file>', 'machine configuration (JSON)')
     .option('--iommu', 'for scenarios that offer it (uio-edu): run on a machine whose IOMMU translates')
+    .option('--iommufd', 'for scenarios that offer it (vfio-apex): use the VFIO device cdev and iommufd instead of the group and container')
     .addHelpText(
       'after',
       () =>

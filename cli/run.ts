@@ -15,6 +15,8 @@ export interface RunCommandOptions {
   readonly machine?: string;
   /** `--iommu`: the scenario runs with its IOMMU variant. */
   readonly iommu?: boolean;
+  /** `--iommufd`: the scenario runs with its iommufd variant. */
+  readonly iommufd?: boolean;
 }
 
 /** The registered scenarios as help lines. */
@@ -129,6 +131,7 @@ export async function runCommand(name: string, options: RunCommandOptions, io: C
     throw new CliError(`unknown scenario '${name}'; registered scenarios:\n${scenarioList()}`);
   }
   if (options.iommu === true && scenario.iommuVariant !== true) throw new CliError(`scenario '${name}' has no --iommu variant`);
+  if (options.iommufd === true && scenario.iommufdVariant !== true) throw new CliError(`scenario '${name}' has no --iommufd variant`);
   const config = readMachineConfig(options.machine);
   const machineConfig = { ...config, seed: options.seed ?? config.seed };
   const fd = openTrace(options.trace);
@@ -139,6 +142,7 @@ export async function runCommand(name: string, options: RunCommandOptions, io: C
     machineConfig,
     traceFile: options.trace,
     iommu: options.iommu === true,
+    iommufd: options.iommufd === true,
     createMachine(config?: MachineConfigInput): Machine {
       const m = createMachine(config ?? machineConfig);
       if (fd !== undefined && recording === undefined) recording = m.recordChromeTrace(sink);

@@ -15,6 +15,8 @@ export interface ScenarioContext {
   readonly traceFile: string | undefined;
   /** The `--iommu` option: a scenario with an IOMMU variant ({@link Scenario.iommuVariant}) runs it. */
   readonly iommu: boolean;
+  /** The `--iommufd` option: a scenario with an iommufd variant ({@link Scenario.iommufdVariant}) runs it. */
+  readonly iommufd: boolean;
   /**
    * Builds a machine from {@link machineConfig}, or from `config` when given (a scenario that needs devices
    * adds them to the configuration); the first one is traced when {@link traceFile} is set.
@@ -30,6 +32,8 @@ export interface Scenario {
   readonly description: string;
   /** Whether it has an IOMMU variant (`--iommu`); without one the option is refused. */
   readonly iommuVariant?: boolean;
+  /** Whether it can run through iommufd and the VFIO device cdev (`--iommufd`); without it the option is refused. */
+  readonly iommufdVariant?: boolean;
   /** Runs it; a thrown error fails the run (exit status 1). */
   run(ctx: ScenarioContext): Promise<void> | void;
 }

@@ -40,4 +40,10 @@ describe('dmasim run vfio-apex (the flagship, npm start)', () => {
     expect(t.some((e) => e.name === 'irq')).toBe(true);
     expect(t.some((e) => e.name === 'printk' && (e.args?.text ?? '').includes('DMAR: [DMA Read NO_PASID]'))).toBe(true);
   });
+
+  it('--iommufd is refused by a scenario without that variant', async () => {
+    const r = await cli('run', 'demo', '--iommufd');
+    expect(r.code).not.toBe(0);
+    expect(r.err).toMatch(/scenario 'demo' has no --iommufd variant/);
+  });
 });
