@@ -125,4 +125,46 @@ describe('userspace VFIO library', () => {
     });
     expect(VfioSetupError.name).toBe('VfioSetupError');
   });
+
+  it('the iommufd path: the cdev bound to /dev/iommu with one IOAS, the same DMA round trip and MSI, nothing left; 6.1 has no cdev', async () => {
+    await withMachine(EDU_CFG, async ({ spawn, run, kernel }) => {
+      const p = spawn('drv', async (sys) => {
+        const dev = await VfioPciDevice.open(sys, '00:03.0', { iommufd: true });
+        expect(dev.iommufd).toBeGreaterThanOrEqual(0);
+        expect(dev.container).toBe(-1);
+        expect(dev.ioasId).toBeGreaterThan(0);
+        expect(dev.hwptId).toBeGreaterThan(dev.ioasId);
+        // Attached to VT-d: the ranges lose the MSI window.
+        expect(dev.iovaRanges.some((r) => r.start <= 0xfee0_0000n && r.end >= 0xfee0_0000n)).toBe(false);
+        await dev.enableBusMaster();
+        const bar = await dev.mapRegion(0);
+        const [efd] = await dev.enableIrqs(1, 1);
+        const src = await dev.allocDma(4096);
+        const dst = await dev.allocDma(4096);
+        src.map.write32(0, 0xabad_cafe);
+        await eduDma(sys, bar, src.iova, BigInt(EDU.buf), 4, 0);
+        await eduDma(sys, bar, BigInt(EDU.buf), dst.iova, 4, 1);
+        expect(dst.map.read32(0) >>> 0).toBe(0xabad_cafe);
+        bar.write32(EDU.raise, 1);
+        expect(await dev.waitIrq(efd as number)).toBe(1n);
+        expect(kernel.userPages.pinned).toBe(2);
+        await dev.freeDma(dst);
+        expect(kernel.userPages.pinned).toBe(1);
+        await dev.close();
+        return 0;
+      });
+      await run();
+      expect(await p.exited).toBe(0);
+      expect(kernel.userPages.pinned).toBe(0);
+    });
+    await withMachine(EDU_CFG, async ({ spawn, run }) => {
+      const p = spawn('drv', async (sys) => {
+        const e = await VfioPciDevice.open(sys, '00:03.0', { iommufd: true }).catch((x: unknown) => x);
+        expect(e).toBeInstanceOf(VfioSetupError);
+        return 0;
+      });
+      await run();
+      expect(await p.exited).toBe(0);
+    }, { linux: '6.1' });
+  });
 });

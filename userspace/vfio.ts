@@ -1,6 +1,6 @@
 import { MAP, O, POLL, PROT, SysError, type Mapping, type PollFd, type Sys } from '../kernel-shim/index.ts';
 import {
-  VFIO, VFIO_API_VERSION, VFIO_DEVICE_FLAGS, VFIO_DMA_MAP_FLAG, VFIO_EXT, VFIO_GROUP_FLAGS, VFIO_IOMMU_TYPE1_INFO_CAP, VFIO_IRQ_SET,
+  IOMMUFD, IOMMU_IOAS_MAP, VFIO, VFIO_API_VERSION, VFIO_DEVICE_FLAGS, VFIO_DMA_MAP_FLAG, VFIO_EXT, VFIO_GROUP_FLAGS, VFIO_IOMMU_TYPE1_INFO_CAP, VFIO_IRQ_SET,
   VFIO_PCI_REGION, infoCaps, vfio_iommu_type1_info, vfio_iommu_type1_info_cap_iova_range, vfio_iommu_type1_info_dma_avail,
 } from '../kernel-shim/uapi/index.ts';
 
@@ -28,6 +28,11 @@ export interface VfioOpenOptions {
   readonly bind?: boolean;
   /** The IOMMU model to ask for: `'type1v2'` (default) or `'type1'`. */
   readonly iommu?: 'type1' | 'type1v2';
+  /**
+   * Open the device through its cdev `/dev/vfio/devices/vfio<X>` bound to an iommufd with one IOAS attached
+   * (Linux 6.6+), instead of the group and the type1 container. Default false.
+   */
+  readonly iommufd?: boolean;
 }
 
 /** One IOVA range the container accepts (`end` inclusive), from `VFIO_IOMMU_GET_INFO`. */
@@ -173,10 +178,16 @@ export class VfioPciDevice {
   readonly bdf: string;
   /** Its IOMMU group number. */
   readonly groupId: number;
-  /** The container fd (`/dev/vfio/vfio`). */
+  /** The container fd (`/dev/vfio/vfio`); -1 on the iommufd path. */
   readonly container: number;
-  /** The group fd (`/dev/vfio/<group>`). */
+  /** The group fd (`/dev/vfio/<group>`); -1 on the iommufd path. */
   readonly group: number;
+  /** The iommufd fd (`/dev/iommu`) on the iommufd path, else -1. */
+  readonly iommufd: number;
+  /** The IOAS the device is attached to (iommufd path), else 0. */
+  readonly ioasId: number;
+  /** The hardware page table ATTACH_IOMMUFD_PT wrote back (iommufd path), else 0. */
+  readonly hwptId: number;
   /** The device fd. */
   readonly fd: number;
   /** `VFIO_DEVICE_GET_INFO`'s flags, region and IRQ counts. */
@@ -192,14 +203,17 @@ export class VfioPciDevice {
   readonly #cntView = new DataView(this.#cnt.buffer);
   #closed = false;
 
-  private constructor(sys: Sys, bdf: string, groupId: number, container: number, group: number, fd: number,
+  private constructor(sys: Sys, bdf: string, groupId: number, fds: { container: number; group: number; fd: number; iommufd?: number; ioasId?: number; hwptId?: number },
     info: VfioPciDevice['info'], ranges: readonly IovaRange[]) {
     this.sys = sys;
     this.bdf = bdf;
     this.groupId = groupId;
-    this.container = container;
-    this.group = group;
-    this.fd = fd;
+    this.container = fds.container;
+    this.group = fds.group;
+    this.fd = fds.fd;
+    this.iommufd = fds.iommufd ?? -1;
+    this.ioasId = fds.ioasId ?? 0;
+    this.hwptId = fds.hwptId ?? 0;
     this.info = info;
     this.iovaRanges = ranges;
     this.#iovas = new IovaSpace(ranges);
@@ -213,6 +227,7 @@ export class VfioPciDevice {
    */
   static async open(sys: Sys, bdf: string, opts: VfioOpenOptions = {}): Promise<VfioPciDevice> {
     const name = fullBdf(bdf);
+    if (opts.iommufd === true) return VfioPciDevice.#openCdev(sys, name, opts);
     const groupId = opts.bind === false ? await iommuGroup(sys, name) : await bindVfioPci(sys, name);
     const opened: number[] = [];
     try {
@@ -236,7 +251,44 @@ export class VfioPciDevice {
       await sys.ioctl(fd, VFIO.DEVICE_GET_INFO, di);
       if ((di.flags & VFIO_DEVICE_FLAGS.PCI) === 0) throw new VfioSetupError(`vfio: ${name} is not a PCI device`);
       const ranges = await readIovaRanges(sys, container);
-      return new VfioPciDevice(sys, name, groupId, container, group, fd, { flags: di.flags, numRegions: di.num_regions, numIrqs: di.num_irqs }, ranges);
+      return new VfioPciDevice(sys, name, groupId, { container, group, fd }, { flags: di.flags, numRegions: di.num_regions, numIrqs: di.num_irqs }, ranges);
+    } catch (e) {
+      for (const fd of opened.reverse()) await sys.close(fd).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /**
+   * The iommufd path (vfio.rst's cdev example): bind to vfio-pci, open `/dev/vfio/devices/vfio<X>` (found
+   * through `<device>/vfio-dev/`) and `/dev/iommu`, BIND_IOMMUFD, IOAS_ALLOC, ATTACH_IOMMUFD_PT, GET_INFO, and
+   * the IOAS's IOVA ranges. A kernel without the cdev (before 6.6) gives a {@link VfioSetupError}.
+   */
+  static async #openCdev(sys: Sys, name: string, opts: VfioOpenOptions): Promise<VfioPciDevice> {
+    const groupId = opts.bind === false ? await iommuGroup(sys, name) : await bindVfioPci(sys, name);
+    let nodes: string[];
+    try {
+      nodes = await sys.readdir(`/sys/bus/pci/devices/${name}/vfio-dev`);
+    } catch (e) {
+      if (e instanceof SysError && e.code === 'ENOENT') throw new VfioSetupError(`vfio: ${name} has no device cdev (Linux 6.6+ has /dev/vfio/devices)`);
+      throw e;
+    }
+    const opened: number[] = [];
+    try {
+      const fd = await sys.open(`/dev/vfio/devices/${nodes[0] as string}`, O.RDWR);
+      opened.push(fd);
+      const iommufd = await sys.open('/dev/iommu', O.RDWR);
+      opened.push(iommufd);
+      await sys.ioctl(fd, VFIO.DEVICE_BIND_IOMMUFD, { argsz: 24, flags: 0, iommufd, out_devid: 0, token_uuid_ptr: 0n });
+      const alloc = { size: 12, flags: 0, out_ioas_id: 0 };
+      await sys.ioctl(iommufd, IOMMUFD.IOAS_ALLOC, alloc);
+      const attach = { argsz: 12, flags: 0, pt_id: alloc.out_ioas_id };
+      await sys.ioctl(fd, VFIO.DEVICE_ATTACH_IOMMUFD_PT, attach);
+      const di = { argsz: 24, flags: 0, num_regions: 0, num_irqs: 0, cap_offset: 0, pad: 0 };
+      await sys.ioctl(fd, VFIO.DEVICE_GET_INFO, di);
+      if ((di.flags & VFIO_DEVICE_FLAGS.PCI) === 0) throw new VfioSetupError(`vfio: ${name} is not a PCI device`);
+      const ranges = await readIoasRanges(sys, iommufd, alloc.out_ioas_id);
+      return new VfioPciDevice(sys, name, groupId, { container: -1, group: -1, fd, iommufd, ioasId: alloc.out_ioas_id, hwptId: attach.pt_id },
+        { flags: di.flags, numRegions: di.num_regions, numIrqs: di.num_irqs }, ranges);
     } catch (e) {
       for (const fd of opened.reverse()) await sys.close(fd).catch(() => undefined);
       throw e;
@@ -292,7 +344,13 @@ export class VfioPciDevice {
     const iova = opts.iova ?? this.#iovas.alloc(size);
     const flags = (opts.read === false ? 0 : VFIO_DMA_MAP_FLAG.READ) | (opts.write === false ? 0 : VFIO_DMA_MAP_FLAG.WRITE);
     try {
-      await this.sys.ioctl(this.container, VFIO.IOMMU_MAP_DMA, { argsz: 32, flags, vaddr, iova, size: BigInt(size) });
+      if (this.iommufd >= 0) {
+        const M = IOMMU_IOAS_MAP;
+        const f = M.FIXED_IOVA | (opts.read === false ? 0 : M.READABLE) | (opts.write === false ? 0 : M.WRITEABLE);
+        await this.sys.ioctl(this.iommufd, IOMMUFD.IOAS_MAP, { size: 40, flags: f, ioas_id: this.ioasId, __reserved: 0, user_va: vaddr, length: BigInt(size), iova });
+      } else {
+        await this.sys.ioctl(this.container, VFIO.IOMMU_MAP_DMA, { argsz: 32, flags, vaddr, iova, size: BigInt(size) });
+      }
     } catch (e) {
       if (opts.iova === undefined) this.#iovas.free(iova);
       throw e;
@@ -301,8 +359,14 @@ export class VfioPciDevice {
     return iova;
   }
 
-  /** `VFIO_IOMMU_UNMAP_DMA` of `[iova, iova + size)`; returns the bytes the kernel unmapped. */
+  /** `VFIO_IOMMU_UNMAP_DMA` (or `IOMMU_IOAS_UNMAP`) of `[iova, iova + size)` mapped with {@link dmaMap} (a buffer from {@link allocDma} goes with {@link freeDma}); returns the bytes unmapped. */
   async dmaUnmap(iova: bigint, size: number): Promise<bigint> {
+    if (this.iommufd >= 0) {
+      const u = { size: 24, ioas_id: this.ioasId, iova, length: BigInt(size) };
+      await this.sys.ioctl(this.iommufd, IOMMUFD.IOAS_UNMAP, u);
+      this.#iovas.free(iova);
+      return u.length;
+    }
     const arg = { argsz: 24, flags: 0, iova, size: BigInt(size) };
     await this.sys.ioctl(this.container, VFIO.IOMMU_UNMAP_DMA, arg);
     this.#iovas.free(iova);
@@ -339,6 +403,7 @@ export class VfioPciDevice {
    * capability.
    */
   async dmaAvail(): Promise<number | undefined> {
+    if (this.iommufd >= 0) return undefined;
     const info = await iommuInfo(this.sys, this.container);
     const cap = infoCaps(vfio_iommu_type1_info, info, { [VFIO_IOMMU_TYPE1_INFO_CAP.DMA_AVAIL]: vfio_iommu_type1_info_dma_avail })
       .find((c) => c.id === VFIO_IOMMU_TYPE1_INFO_CAP.DMA_AVAIL);
@@ -439,6 +504,10 @@ export class VfioPciDevice {
     for (const index of Array.from(this.#eventfds.keys())) await this.disableIrqs(index);
     for (const buf of Array.from(this.#dma.values())) await this.freeDma(buf);
     await this.sys.close(this.fd);
+    if (this.iommufd >= 0) {
+      await this.sys.close(this.iommufd);
+      return;
+    }
     await this.sys.close(this.group);
     await this.sys.close(this.container);
   }
@@ -465,4 +534,32 @@ async function readIovaRanges(sys: Sys, container: number): Promise<IovaRange[]>
   if (cap === undefined) return [{ start: 0n, end: (1n << 64n) - 1n }];
   const ranges = cap.value.iova_ranges as { start: bigint; end: bigint }[];
   return ranges.map((r) => ({ start: r.start, end: r.end }));
+}
+
+/**
+ * The IOAS's IOVA ranges (`IOMMU_IOAS_IOVA_RANGES`): asked with room for 16, asked again with the count the
+ * kernel wrote back on `EMSGSIZE`; the array lives in a page of the process mapped for the call.
+ */
+async function readIoasRanges(sys: Sys, iommufd: number, ioasId: number): Promise<IovaRange[]> {
+  const page = await sys.mmap(null, PAGE, PROT_RW, MAP.PRIVATE | MAP.ANONYMOUS);
+  try {
+    let num = 16;
+    for (;;) {
+      const arg = { size: 32, ioas_id: ioasId, num_iovas: num, __reserved: 0, allowed_iovas: page.addr, out_iova_alignment: 0n };
+      try {
+        await sys.ioctl(iommufd, IOMMUFD.IOAS_IOVA_RANGES, arg);
+      } catch (e) {
+        if (e instanceof SysError && e.code === 'EMSGSIZE' && arg.num_iovas > num && arg.num_iovas <= PAGE / 16) {
+          num = arg.num_iovas;
+          continue;
+        }
+        throw e;
+      }
+      const out: IovaRange[] = [];
+      for (let i = 0; i < arg.num_iovas; i++) out.push({ start: page.read64(16 * i), end: page.read64(16 * i + 8) });
+      return out;
+    }
+  } finally {
+    await sys.munmap(page.addr, page.length);
+  }
 }
