@@ -1,6 +1,6 @@
 import { PAGE_SIZE, type Mapping, type Sys } from '../kernel-shim/index.ts';
 import { APEX_COMMAND_SIZE, APEX_IRQ_COUNT, APEX_PAGE_TABLE, ApexIrq } from '../device-models/index.ts';
-import { VfioPciDevice, type DmaBuffer } from '../userspace/index.ts';
+import { VfioPciDevice, type DmaBuffer, type VfioOpenOptions } from '../userspace/index.ts';
 import { apexReset, hex, off, programIntvecctl, startQueue0, type ApexBar } from './apex-common.ts';
 
 /**
@@ -59,15 +59,16 @@ export class ApexVfio implements ApexBar {
   }
 
   /** Opens the Apex at `bdf` through VFIO, maps BAR2 and allocates the queue buffer. */
-  static async open(sys: Sys, bdf: string, say: (t: string) => void = () => undefined): Promise<ApexVfio> {
-    const dev = await VfioPciDevice.open(sys, bdf);
+  static async open(sys: Sys, bdf: string, say: (t: string) => void = () => undefined, opts: VfioOpenOptions = {}): Promise<ApexVfio> {
+    const dev = await VfioPciDevice.open(sys, bdf, opts);
     try {
       await dev.enableBusMaster();
       const bar2 = await dev.region(2);
       const regs = await dev.mapRegion(2);
       const reset = dev.canReset ? `VFIO_DEVICE_RESET by ${(await dev.resetMethods()).join(', ')} reset (the kernel did one at open)` : 'no VFIO reset';
-      say(`${dev.bdf}: group ${dev.groupId}, device fd ${dev.fd}, ${dev.info.numRegions} regions, ${dev.info.numIrqs} irq indexes, ${reset}; BAR2 ${Number(bar2.size) >>> 20} MiB mmapped at ${hex(regs.addr)}`);
-      say(`container IOVA ranges: ${dev.iovaRanges.map((r) => `${hex(r.start)}-${hex(r.end)}`).join(', ')}`);
+      const via = dev.iommufd >= 0 ? `cdev fd ${dev.fd} bound to /dev/iommu (IOAS ${dev.ioasId}, HWPT ${dev.hwptId})` : `group ${dev.groupId}, device fd ${dev.fd}`;
+      say(`${dev.bdf}: ${via}, ${dev.info.numRegions} regions, ${dev.info.numIrqs} irq indexes, ${reset}; BAR2 ${Number(bar2.size) >>> 20} MiB mmapped at ${hex(regs.addr)}`);
+      say(`${dev.iommufd >= 0 ? 'IOAS' : 'container'} IOVA ranges: ${dev.iovaRanges.map((r) => `${hex(r.start)}-${hex(r.end)}`).join(', ')}`);
       const queue = await dev.allocDma((2 + CMD_PAGES) * PAGE_SIZE);
       return new ApexVfio(sys, dev, regs, queue, say);
     } catch (e) {

@@ -1,5 +1,5 @@
 import { bootKernel, PAGE_SIZE, type Sys } from '../kernel-shim/index.ts';
-import { watchContainerIsolation } from '../kernel-shim/vfio/index.ts';
+import { watchOwnerIsolation } from '../kernel-shim/vfio/index.ts';
 import { APEX_MSIX_TABLE, ApexIrq, ApexOp, HIB_ERROR } from '../device-models/index.ts';
 import type { Machine } from '../machine/index.ts';
 import { MATMUL, hex, matmulRef, off, withApex } from './apex-common.ts';
@@ -34,8 +34,8 @@ interface Outcome {
  * operand buffers, run {@link JOBS} matrix multiplies checked against the plain product, then the bug (a
  * gasket entry left pointing at an IOVA just unmapped), the fault, and recovery by reset and one more job.
  */
-async function driver(sys: Sys, m: Machine, dmesg: () => string[], say: (t: string) => void, out: Outcome): Promise<void> {
-  const d = await ApexVfio.open(sys, APEX_BDF, say);
+async function driver(sys: Sys, m: Machine, dmesg: () => string[], say: (t: string) => void, out: Outcome, iommufd: boolean): Promise<void> {
+  const d = await ApexVfio.open(sys, APEX_BDF, say, { iommufd });
   await d.reset();
   await d.armInterrupts();
   say(`SET_IRQS: MSI-X entries 0-12 -> 13 eventfds; INTVECCTLs name them (SC_HOST_0 -> entry ${ApexIrq.SC_HOST_0}, FATAL_ERR -> entry ${ApexIrq.FATAL_ERR})`);
@@ -48,7 +48,7 @@ async function driver(sys: Sys, m: Machine, dmesg: () => string[], say: (t: stri
   const slotC = d.mapBuffer(c);
   const slotDst = d.mapBuffer(dst);
   await d.startQueue();
-  say(`MAP_DMA: queue ${d.queue.size >>> 10} KiB at IOVA ${hex(d.queue.iova)}, A ${hex(a.iova)}, B ${hex(b.iova)}, C ${hex(c.iova)}, copy target ${hex(dst.iova)}; gasket slots 0-${d.queue.size / PAGE_SIZE - 1}, ${slotA}, ${slotB}, ${slotC}, ${slotDst} hold those IOVAs; queue 0 running (IQ_STATUS ${hex(d.r64(off('IQ_STATUS')))})`);
+  say(`${d.dev.iommufd >= 0 ? 'IOAS_MAP' : 'MAP_DMA'}: queue ${d.queue.size >>> 10} KiB at IOVA ${hex(d.queue.iova)}, A ${hex(a.iova)}, B ${hex(b.iova)}, C ${hex(c.iova)}, copy target ${hex(dst.iova)}; gasket slots 0-${d.queue.size / PAGE_SIZE - 1}, ${slotA}, ${slotB}, ${slotC}, ${slotDst} hold those IOVAs; queue 0 running (IQ_STATUS ${hex(d.r64(off('IQ_STATUS')))})`);
 
   const matmul = async (label: string): Promise<boolean> => {
     const av = new Int8Array(M * K);
@@ -82,7 +82,7 @@ async function driver(sys: Sys, m: Machine, dmesg: () => string[], say: (t: stri
   const slotStale = d.mapBuffer(stale);
   const staleIova = stale.iova;
   await d.dev.freeDma(stale);
-  say(`bug: slot ${slotStale} still holds IOVA ${hex(staleIova)}, which UNMAP_DMA just removed (the kernel invalidated the IOTLB and unpinned the page)`);
+  say(`bug: slot ${slotStale} still holds IOVA ${hex(staleIova)}, which ${d.dev.iommufd >= 0 ? 'IOAS_UNMAP' : 'UNMAP_DMA'} just removed (the kernel invalidated the IOTLB and unpinned the page)`);
   const src = devAddr(slotStale);
   d.submit(ApexOp.COPY, { len: 256, a: src, c: devAddr(slotDst) });
   const end = await d.waitJob();
@@ -108,7 +108,9 @@ async function driver(sys: Sys, m: Machine, dmesg: () => string[], say: (t: stri
   out.recovered = await matmul(`job ${JOBS + 2}`);
   out.interrupts = d.interrupts;
   await d.close();
-  say(`closed the device, group and container: /proc/self/status ${await lockedVm(sys)} (type1 charges pinned pages to locked_vm)`);
+  say(iommufd
+    ? `closed the cdev and /dev/iommu: /proc/self/status ${await lockedVm(sys)} (iommufd charges pinned pages to the user's locked_vm by default)`
+    : `closed the device, group and container: /proc/self/status ${await lockedVm(sys)} (type1 charges pinned pages to locked_vm)`);
 }
 
 /** The `VmLck` line of the process's status: what the closes left charged to locked_vm. */
@@ -140,10 +142,10 @@ async function runVfioApex(ctx: ScenarioContext): Promise<void> {
   const apex = m.pci.find(APEX_BDF.slice(5));
   if (apex === undefined) throw new Error('vfio-apex: no Apex');
   let groupId = -1;
-  const iso = watchContainerIsolation(kernel, apex.requesterId, () => groupId);
+  const iso = watchOwnerIsolation(kernel, apex.requesterId, () => groupId);
   const p = kernel.spawn({ comm: 'apex-vfio' }, async (sys) => {
     groupId = Number((await sys.readlink(`/sys/bus/pci/devices/${APEX_BDF}/iommu_group`)).split('/').pop());
-    await driver(sys, m, () => kernel.log.dmesg().split('\n'), say, out);
+    await driver(sys, m, () => kernel.log.dmesg().split('\n'), say, out, ctx.iommufd);
     return 0;
   });
   await m.sim.run();
@@ -155,13 +157,15 @@ async function runVfioApex(ctx: ScenarioContext): Promise<void> {
   ctx.out.line(`summary: ${out.jobs} jobs (${out.good} checked good, 1 faulted as intended), ${out.interrupts} interrupts, virtual time ${(m.sim.now / 1e6).toFixed(3)} ms, IOTLB hit rate ${rate.toFixed(1)}% (${u.hit} hits, ${u.miss} misses), ${u.faults} DMAR fault(s), ${m.intc.spurious} spurious MSI, ${kernel.userPages.pinned} pages pinned after exit`);
   const ok = status === 0 && iso.observer.violations.length === 0 && out.good === JOBS + 1 && out.faulted && out.recovered && kernel.userPages.pinned === 0;
   const o = iso.observer;
-  ctx.out.line(`isolation: the Apex's DMA reached ${o.frames.size} distinct frames (${o.touches} frame accesses), ${o.violations.length === 0 ? 'every one pinned for its container at that instant' : `${o.violations.length} outside its container's pinned frames`}`);
+  const owner = ctx.iommufd ? 'its IOAS' : 'its container';
+  ctx.out.line(`isolation: the Apex's DMA reached ${o.frames.size} distinct frames (${o.touches} frame accesses), ${o.violations.length === 0 ? `every one pinned for ${owner} at that instant` : `${o.violations.length} outside the frames pinned for ${owner}`}`);
   ctx.out.line(ok && o.violations.length === 0 ? 'OK' : 'FAILED');
   if (!ok) throw new Error('vfio-apex: a check failed');
 }
 
 /** The `vfio-apex` scenario: the flagship, run by `npm start`. */
 export const vfioApex: Scenario = {
-  description: 'the flagship: a user-space Apex driver through VFIO behind the IOMMU: SCU reset, MSI-X eventfds, MAP_DMA and the gasket table, matmul jobs, a fault after unmap, recovery',
+  description: 'the flagship: a user-space Apex driver through VFIO behind the IOMMU: SCU reset, MSI-X eventfds, MAP_DMA and the gasket table, matmul jobs, a fault after unmap, recovery (--iommufd: through the device cdev and iommufd)',
   run: runVfioApex,
+  iommufdVariant: true,
 };

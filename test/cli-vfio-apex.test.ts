@@ -41,6 +41,23 @@ describe('dmasim run vfio-apex (the flagship, npm start)', () => {
     expect(t.some((e) => e.name === 'printk' && (e.args?.text ?? '').includes('DMAR: [DMA Read NO_PASID]'))).toBe(true);
   });
 
+  it('--iommufd: the same driver through the device cdev bound to /dev/iommu, the same jobs, fault and recovery', async () => {
+    const a = await cli('run', 'vfio-apex', '--iommufd');
+    expect(a.err).toBe('');
+    expect(a.code).toBe(0);
+    expect(a.out).toMatch(/0000:01:00\.0: cdev fd \d+ bound to \/dev\/iommu \(IOAS \d+, HWPT \d+\), 9 regions, 5 irq indexes/);
+    expect(a.out).toMatch(/IOAS IOVA ranges: 0x0-0xfedfffff, 0xfef00000-0x[0-9a-f]+/);
+    expect(a.out).toMatch(/IOAS_MAP: queue 136 KiB at IOVA/);
+    for (let j = 1; j <= 16; j++) expect(a.out).toMatch(new RegExp(`job ${j}: MATMUL_I8 .* C matches in 96/96`));
+    expect(a.out).toMatch(/which IOAS_UNMAP just removed/);
+    expect(a.out).toMatch(/DMAR: \[DMA Read NO_PASID\] Request device \[01:00\.0\] fault addr 0x[0-9a-f]+ \[fault reason 0x06\]/);
+    expect(a.out).toMatch(/job 18: MATMUL_I8 .* C matches in 96\/96/);
+    expect(a.out).toMatch(/closed the cdev and \/dev\/iommu/);
+    expect(a.out).toMatch(/summary: 18 jobs \(17 checked good, 1 faulted as intended\), 18 interrupts, .* 1 DMAR fault\(s\), 0 spurious MSI, 0 pages pinned after exit/);
+    expect(a.out).toMatch(/every one pinned for its IOAS at that instant/);
+    expect(a.out).toMatch(/\nOK\n$/);
+  });
+
   it('--iommufd is refused by a scenario without that variant', async () => {
     const r = await cli('run', 'demo', '--iommufd');
     expect(r.code).not.toBe(0);

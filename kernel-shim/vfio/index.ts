@@ -8,4 +8,4 @@ export { VfioGroup, vfioDeviceFromFile, vfioPciMatch, vfioRevokeDevice } from '.
 export { DMA_ENTRY_LIMIT_DEFAULT, Type1Iommu, dmaEntryLimit, type1Driver } from './type1.ts';
 export { vfioPciDriver } from './pci-driver.ts';
 export type { VfioDevice, VfioDeviceOps } from './device.ts';
-export { IsolationObserver, containerPinnedFrames, watchContainerIsolation, type IsolationViolation } from './isolation.ts';
+export { IsolationObserver, containerPinnedFrames, ownerPinnedFrames, watchContainerIsolation, watchOwnerIsolation, type IsolationViolation } from './isolation.ts';

@@ -1,5 +1,6 @@
 import { FRAME_SIZE, type DmaObserver } from '../../sim/index.ts';
 import type { Kernel } from '../kernel.ts';
+import { IommufdCtx } from '../iommufd/index.ts';
 import { vfioGroups } from './core.ts';
 import { Type1Iommu } from './type1.ts';
 
@@ -72,5 +73,29 @@ export function containerPinnedFrames(kernel: Kernel, groupId: number): Set<numb
 export function watchContainerIsolation(kernel: Kernel, rid: number, groupId: () => number): { observer: IsolationObserver; detach: () => void } {
   const none = new Set<number>();
   const observer = new IsolationObserver((r) => (r === rid ? containerPinnedFrames(kernel, groupId()) : none), () => kernel.sim.now);
+  return { observer, detach: kernel.machine.memory.observeDma(observer) };
+}
+
+/**
+ * The frames pinned for the user-space owner of `groupId`'s DMA, whichever API holds it: its type1
+ * container ({@link containerPinnedFrames}), or, for a device bound through its cdev, every area of every
+ * IOAS of the iommufd context that claimed the group.
+ */
+export function ownerPinnedFrames(kernel: Kernel, groupId: number): Set<number> {
+  const out = containerPinnedFrames(kernel, groupId);
+  const g = kernel.iommu?.groups.find((x) => x.id === groupId);
+  const owner = g?.owner;
+  if (!(owner instanceof IommufdCtx)) return out;
+  for (const o of owner.objects.values()) {
+    if (o.type !== 'ioas') continue;
+    for (const a of o.iopt.areas) for (const f of a.frames ?? []) if (kernel.userPages.pinCount(f) > 0) out.add(f);
+  }
+  return out;
+}
+
+/** {@link watchContainerIsolation} against {@link ownerPinnedFrames}: type1 and iommufd alike. */
+export function watchOwnerIsolation(kernel: Kernel, rid: number, groupId: () => number): { observer: IsolationObserver; detach: () => void } {
+  const none = new Set<number>();
+  const observer = new IsolationObserver((r) => (r === rid ? ownerPinnedFrames(kernel, groupId()) : none), () => kernel.sim.now);
   return { observer, detach: kernel.machine.memory.observeDma(observer) };
 }
