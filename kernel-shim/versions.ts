@@ -36,10 +36,14 @@ export interface Behaviour {
    * from 6.10 (Jacob Pan's posted-MSI series, "x86/irq: Factor out handler invocation from common_interrupt()").
    */
   readonly noIrqHandlerFunc: '__common_interrupt' | 'call_irq_handler';
+  /** iommufd and `/dev/iommu` (merged for 6.2). */
+  readonly iommufd: boolean;
+  /** The VFIO device cdev `/dev/vfio/devices/vfio<X>` (`CONFIG_VFIO_DEVICE_CDEV`, 6.6). */
+  readonly vfioDeviceCdev: boolean;
 }
 
 /** The table: one row per version. */
 export const BEHAVIOUR: Readonly<Record<LinuxVersion, Behaviour>> = {
-  '6.1': { release: '6.1.0-dmasim', memfdExecFlags: false, pciEnumKind: false, pciBarLogStyle: 'reg', uioDmaCoherentMemtype: false, vfioWrapErrno: 'EINVAL', noIrqHandlerFunc: '__common_interrupt' },
-  '6.12': { release: '6.12.0-dmasim', memfdExecFlags: true, pciEnumKind: true, pciBarLogStyle: 'bar', uioDmaCoherentMemtype: true, vfioWrapErrno: 'EINVAL', noIrqHandlerFunc: 'call_irq_handler' },
+  '6.1': { release: '6.1.0-dmasim', memfdExecFlags: false, pciEnumKind: false, pciBarLogStyle: 'reg', uioDmaCoherentMemtype: false, vfioWrapErrno: 'EINVAL', noIrqHandlerFunc: '__common_interrupt', iommufd: false, vfioDeviceCdev: false },
+  '6.12': { release: '6.12.0-dmasim', memfdExecFlags: true, pciEnumKind: true, pciBarLogStyle: 'bar', uioDmaCoherentMemtype: true, vfioWrapErrno: 'EINVAL', noIrqHandlerFunc: 'call_irq_handler', iommufd: true, vfioDeviceCdev: true },
 };

@@ -1,7 +1,6 @@
 import { fileInode } from '../fs/inode.ts';
 import { relativeLink, sysfsAttr } from '../fs/sysfs.ts';
 import type { Kernel } from '../kernel.ts';
-import type { LinuxVersion } from '../versions.ts';
 import { iommufdFops } from './main.ts';
 
 /**
@@ -23,15 +22,9 @@ const MISC_MAJOR = 10;
  */
 export const IOMMUFD_MINOR = 127;
 
-/**
- * Whether the kernel has iommufd (Linux 6.2+: merged for 6.2). This belongs in `versions.ts`'s behaviour
- * table; it is kept here until that table can take it.
- */
-const HAS_IOMMUFD: Readonly<Record<LinuxVersion, boolean>> = { '6.1': false, '6.12': true };
-
 /** Whether `kernel`'s Linux version has iommufd and `/dev/iommu`. */
 export function hasIommufd(kernel: Kernel): boolean {
-  return HAS_IOMMUFD[kernel.version];
+  return kernel.behaviour.iommufd;
 }
 
 /**

@@ -7,7 +7,6 @@ import { iommufdFromFile, type DeviceObject, type IommufdCtx } from '../iommufd/
 import type { Kernel } from '../kernel.ts';
 import type { Current } from '../task/current.ts';
 import { copyStructFromUser, userAddr } from '../uapi/codec.ts';
-import type { LinuxVersion } from '../versions.ts';
 import { VFIO, VFIO_DEVICE_ATTACH_FLAG, VFIO_DEVICE_BIND_FLAG, vfio_device_bind_iommufd } from '../uapi/vfio.ts';
 import type { VfioDevice } from './device.ts';
 import { vfioDeviceFeature } from './feature.ts';
@@ -28,12 +27,9 @@ import type { VfioGroup } from './group.ts';
  */
 export const VFIO_CDEV_MAJOR = 510;
 
-/** Linux releases with the device cdev (`CONFIG_VFIO_DEVICE_CDEV`, 6.6+); belongs in `versions.ts`. */
-const HAS_CDEV: Readonly<Record<LinuxVersion, boolean>> = { '6.1': false, '6.12': true };
-
 /** Whether `kernel` has VFIO device cdevs. */
 export function hasVfioCdev(kernel: Kernel): boolean {
-  return HAS_CDEV[kernel.version];
+  return kernel.behaviour.vfioDeviceCdev;
 }
 
 /** A registered device's node. */
