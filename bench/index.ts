@@ -11,6 +11,7 @@ import './apex.bench.ts';
 import './kernel.bench.ts';
 import './dmaapi.bench.ts';
 import './vfio.bench.ts';
+import './iommufd.bench.ts';
 import './e2e.bench.ts';
 
 export { BENCHMARKS, selectBenchmarks } from './registry.ts';
