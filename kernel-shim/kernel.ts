@@ -2,7 +2,7 @@ import type { SimProcess, Simulator } from '../sim/index.ts';
 import type { Machine } from '../machine/index.ts';
 import { Vfs } from './fs/vfs.ts';
 import { KernelLog } from './log.ts';
-import { addProcDir, removeProcDir } from './fs/procfs.ts';
+import { addProcDir, addProcSysKernel, removeProcDir } from './fs/procfs.ts';
 import { UserPages } from './mm/pages.ts';
 import { PciCore } from './pci/core.ts';
 import { IrqCore } from './irq.ts';
@@ -18,6 +18,12 @@ import { iommufdInit } from './iommufd/index.ts';
 import { Sys, type Thread } from './task/sys.ts';
 import { Task, TaskExit, type Proc, type SpawnOptions } from './task/task.ts';
 import { BEHAVIOUR, LINUX_VERSIONS, type Behaviour, type LinuxVersion } from './versions.ts';
+
+/** Linux's taint flags (`include/linux/panic.h`): bit numbers of {@link Kernel.tainted}. */
+export const TAINT = {
+  /** `TAINT_USER` ('U'): user space did something the kernel cannot vouch for (VFIO no-IOMMU). */
+  USER: 6,
+} as const;
 
 /** Options of {@link bootKernel}. */
 export interface KernelOptions {
@@ -55,6 +61,11 @@ export class Kernel {
   readonly dma: DmaApi;
   /** The IOMMU layer, when the machine has a unit and the command line does not disable it. */
   readonly iommu: IommuCore | null;
+  /**
+   * Linux's `tainted_mask`: one bit per `TAINT_*` flag ({@link TAINT}), set by {@link addTaint} and never
+   * cleared; `/proc/sys/kernel/tainted` reads it in decimal.
+   */
+  tainted = 0;
   readonly #tasks = new Map<number, Task>();
   #nextPid = 100;
   #nextTid = 1;
@@ -73,6 +84,7 @@ export class Kernel {
     for (const d of ['dev', 'sys/bus', 'sys/class', 'sys/devices', 'sys/kernel', 'proc']) this.vfs.mkdirp(d);
     this.log.printk('notice', `Linux version ${this.behaviour.release} (dmasim) #1 SMP`);
     this.log.printk('info', `Command line: ${this.cmdline}`);
+    addProcSysKernel(this.vfs, () => this.tainted);
     this.irq = new IrqCore(this);
     this.dma = new DmaApi(this);
     this.pci = new PciCore(this);
@@ -147,6 +159,11 @@ export class Kernel {
     if (main) this.sim.process(name, body);
     else (parent as SimProcess).spawn(name, body);
     return { tid, done };
+  }
+
+  /** Linux `add_taint(flag, LOCKDEP_STILL_OK)`: sets bit `flag` of {@link tainted} (Linux prints nothing here). */
+  addTaint(flag: number): void {
+    this.tainted |= 2 ** flag;
   }
 
   /** The live process with `pid`. */

@@ -104,3 +104,12 @@ export function addProcDir(vfs: Vfs, task: Task): void {
 export function removeProcDir(vfs: Vfs, task: Task): void {
   vfs.remove(`/proc/${task.pid}`);
 }
+
+/**
+ * `/proc/sys/kernel/tainted` (mode 0644 as in Linux; writing a mask, which Linux allows to root, is not
+ * modelled): the kernel's taint mask in decimal, `proc_taint`'s format.
+ */
+export function addProcSysKernel(vfs: Vfs, tainted: () => number): void {
+  vfs.mkdirp('proc/sys/kernel');
+  vfs.add('/proc/sys/kernel/tainted', textFile(0o644, 0, 0, () => `${tainted()}\n`));
+}

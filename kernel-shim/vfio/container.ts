@@ -6,6 +6,7 @@ import type { Kernel } from '../kernel.ts';
 import type { Current } from '../task/current.ts';
 import { VFIO, VFIO_API_VERSION } from '../uapi/vfio.ts';
 import type { VfioGroup } from './group.ts';
+import { noiommuDriver } from './noiommu.ts';
 import { type1Driver } from './type1.ts';
 
 /**
@@ -30,14 +31,16 @@ export interface VfioIommuData {
 /** An IOMMU driver VFIO knows (Linux `vfio_register_iommu_driver`). */
 export interface VfioIommuDriver {
   readonly name: string;
+  /** The no-IOMMU driver (`ops == &vfio_noiommu_ops`): the only one a container of noiommu groups accepts. */
+  readonly noiommu?: boolean;
   /** `ops->ioctl(NULL, VFIO_CHECK_EXTENSION, arg)`. */
   checkExtension(kernel: Kernel, arg: bigint): number;
-  /** `ops->open(arg)`: an instance, or `-errno`. */
-  open(kernel: Kernel, arg: bigint): VfioIommuData | number;
+  /** `ops->open(arg)` in the context of `cur` (its `capable()`): an instance, or `-errno`. */
+  open(kernel: Kernel, arg: bigint, cur?: Current): VfioIommuData | number;
 }
 
-/** The IOMMU drivers, in registration order (no-IOMMU comes later). */
-export const VFIO_IOMMU_DRIVERS: readonly VfioIommuDriver[] = [type1Driver];
+/** The IOMMU drivers, in the order VFIO asks them (type1 first, then No-IOMMU). */
+export const VFIO_IOMMU_DRIVERS: readonly VfioIommuDriver[] = [type1Driver, noiommuDriver];
 
 /** One container (Linux `struct vfio_container`). */
 export class VfioContainer {
@@ -46,16 +49,30 @@ export class VfioContainer {
   readonly groups: VfioGroup[] = [];
   driver: VfioIommuDriver | null = null;
   data: VfioIommuData | null = null;
+  /** Whether its groups are noiommu groups (`container->noiommu`, set by each attach). */
+  noiommu = false;
 
   constructor(kernel: Kernel) {
     this.kernel = kernel;
   }
 
-  /** Linux `vfio_container_ioctl_check_extension`: every driver before SET_IOMMU (the first positive answer), then the chosen one. */
+  /**
+   * Linux `vfio_iommu_driver_allowed`: a container of noiommu groups accepts only the No-IOMMU driver,
+   * any other container never does.
+   */
+  driverAllowed(d: VfioIommuDriver): boolean {
+    return this.noiommu === (d.noiommu === true);
+  }
+
+  /**
+   * Linux `vfio_container_ioctl_check_extension`: before SET_IOMMU every driver (only the allowed ones once
+   * a group is attached; the first positive answer), then the chosen one.
+   */
   checkExtension(arg: bigint): number {
     if (this.data !== null) return this.data.checkExtension(arg);
     let r = 0;
     for (const d of VFIO_IOMMU_DRIVERS) {
+      if (this.groups.length > 0 && !this.driverAllowed(d)) continue;
       r = d.checkExtension(this.kernel, arg);
       if (r > 0) break;
     }
@@ -63,17 +80,18 @@ export class VfioContainer {
   }
 
   /**
-   * Linux `vfio_ioctl_set_iommu`: `-EINVAL` with no group or an IOMMU already set; each driver that
-   * answers `CHECK_EXTENSION(arg)` is opened and every group attached to it; the first that succeeds is
-   * kept. `-ENODEV` when none answers; else the last failure (`open`'s `-EINVAL` for UNMAP_ALL, an
-   * attach error).
+   * Linux `vfio_ioctl_set_iommu`: `-EINVAL` with no group or an IOMMU already set; each allowed driver
+   * that answers `CHECK_EXTENSION(arg)` is opened (in the context of `cur`) and every group attached to
+   * it; the first that succeeds is kept. `-ENODEV` when none answers; else the last failure (`open`'s
+   * `-EINVAL` for UNMAP_ALL, No-IOMMU's `-EPERM` without `CAP_SYS_RAWIO`, an attach error).
    */
-  setIommu(arg: bigint, cpu?: SimProcess): number {
+  setIommu(arg: bigint, cpu?: SimProcess, cur?: Current): number {
     if (this.groups.length === 0 || this.driver !== null) return E.EINVAL;
     let ret = E.ENODEV;
     for (const d of VFIO_IOMMU_DRIVERS) {
+      if (!this.driverAllowed(d)) continue;
       if (d.checkExtension(this.kernel, arg) <= 0) continue;
-      const data = d.open(this.kernel, arg);
+      const data = d.open(this.kernel, arg, cur);
       if (typeof data === 'number') {
         ret = data;
         continue;
@@ -99,25 +117,34 @@ export class VfioContainer {
   }
 
   /**
-   * Linux `vfio_container_attach_group` after the group's checks: claims DMA ownership of the IOMMU group
-   * (`-EPERM` while a kernel DMA driver uses it), attaches it at once if an IOMMU is set (releasing the
-   * claim if that fails), and adds it.
+   * Linux `vfio_container_attach_group` after the group's checks: a noiommu group without `CAP_SYS_RAWIO`
+   * is `-EPERM`, and so is mixing noiommu and real groups in one container; a real group's DMA ownership
+   * is claimed (`-EPERM` while a kernel DMA driver uses it; a noiommu group claims nothing: there is no
+   * IOMMU to block its DMA); it is attached at once if an IOMMU is set (releasing the claim if that
+   * fails), and added.
    */
-  attachGroup(g: VfioGroup, cpu?: SimProcess): number {
-    const iommu = this.kernel.iommu;
+  attachGroup(g: VfioGroup, cpu?: SimProcess, cur?: Current): number {
     const ig = g.iommuGroup;
-    if (iommu === null || ig === null) return E.ENODEV;
-    const c = iommu.claimDmaOwner(ig, g, cpu);
-    if (c < 0) return c;
+    const fake = g.type === 'noiommu';
+    if (fake && cur !== undefined && !cur.cred.capable('SYS_RAWIO')) return E.EPERM;
+    // Real groups and fake groups cannot mix.
+    if (this.groups.length > 0 && this.noiommu !== fake) return E.EPERM;
+    const iommu = fake ? null : this.kernel.iommu;
+    if ((!fake && iommu === null) || ig === null) return E.ENODEV;
+    if (iommu !== null) {
+      const c = iommu.claimDmaOwner(ig, g, cpu);
+      if (c < 0) return c;
+    }
     if (this.data !== null) {
       const r = this.data.attachGroup(ig, cpu);
       if (r < 0) {
-        iommu.releaseDmaOwner(ig, cpu);
+        iommu?.releaseDmaOwner(ig, cpu);
         return r;
       }
     }
     g.container = this;
     g.containerUsers = 1;
+    this.noiommu = fake;
     this.groups.push(g);
     return 0;
   }
@@ -133,7 +160,7 @@ export class VfioContainer {
     const ig = g.iommuGroup;
     if (ig !== null) {
       this.data?.detachGroup(ig, cpu);
-      this.kernel.iommu?.releaseDmaOwner(ig, cpu);
+      if (g.type !== 'noiommu') this.kernel.iommu?.releaseDmaOwner(ig, cpu);
     }
     g.container = null;
     g.containerUsers = 0;
@@ -171,7 +198,7 @@ export const vfioContainerFops: FileOperations = {
     switch (request) {
       case VFIO.GET_API_VERSION: return VFIO_API_VERSION;
       case VFIO.CHECK_EXTENSION: return c.checkExtension(arg);
-      case VFIO.SET_IOMMU: return c.setIommu(arg, cur.thread);
+      case VFIO.SET_IOMMU: return c.setIommu(arg, cur.thread, cur);
       default: return c.data === null ? E.EINVAL : c.data.ioctl(cur, request, arg);
     }
   },

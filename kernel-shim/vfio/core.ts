@@ -6,6 +6,8 @@ import { vfioContainerFops } from './container.ts';
 import type { VfioDevice } from './device.ts';
 import { vfioCdevAdd, vfioCdevRemove } from './cdev.ts';
 import { VfioGroup, vfioGroupFops, vfioRevokeDevice } from './group.ts';
+import { noiommuEnabled, noiommuGroupAlloc, noiommuGroupFree, noiommuGroupOf } from './noiommu.ts';
+import { TAINT } from '../kernel.ts';
 
 /**
  * The VFIO core (Linux `drivers/vfio/vfio_main.c` + `group.c`'s registration side): `/dev/vfio/vfio`, the
@@ -53,33 +55,51 @@ export function vfioGroups(kernel: Kernel): readonly VfioGroup[] {
 }
 
 /**
- * Linux `vfio_register_group_dev`: adds `vdev` to the VFIO group of its IOMMU group, creating the group
- * (and `/dev/vfio/<N>`) with its first device. `-EINVAL` for a device without an IOMMU group (no-IOMMU
- * mode is not built yet), `-EEXIST` if it is registered already.
+ * Linux `vfio_register_group_dev` (`vfio_group_find_or_alloc`): adds `vdev` to the VFIO group of its IOMMU
+ * group, creating the group (and `/dev/vfio/<N>`) with its first device. A device without an IOMMU group
+ * is `-EINVAL`, unless `vfio.enable_unsafe_noiommu_mode` is on: then it gets a fake IOMMU group of its own
+ * (`vfio-noiommu`, node `/dev/vfio/noiommu-<N>`), the kernel is tainted (`TAINT_USER`) and the log says
+ * `Adding kernel taint for vfio-noiommu group on device`. The cdev path does not serve noiommu devices
+ * (spec 1.8). `-EEXIST` if it is registered already.
  */
 export function vfioRegisterGroupDev(kernel: Kernel, vdev: VfioDevice): number {
   vfioInit(kernel);
   const core = cores.get(kernel) as VfioCore;
-  const ig = kernel.iommu?.groupOf(vdev.pdev);
-  if (ig === undefined) return E.EINVAL;
   if (core.devices.has(vdev)) return E.EEXIST;
-  let g = core.groups.get(ig.id);
-  if (g === undefined) {
-    const used = new Set([...core.groups.values()].map((x) => x.minor));
-    let minor = 0;
-    while (used.has(minor)) minor++;
-    g = new VfioGroup(kernel, ig, minor);
-    core.groups.set(ig.id, g);
-    const vfs = kernel.vfs;
-    vfs.add(g.devPath, fileInode('chr', vfioGroupFops, 0o600, { rdev: { major: VFIO_GROUP_MAJOR, minor }, data: g }));
-    const dir = `/sys/devices/virtual/vfio/${g.id}`;
-    vfs.add(`${dir}/dev`, sysfsAttr(0o444, { show: () => `${VFIO_GROUP_MAJOR}:${minor}\n` }));
-    vfs.symlink(`/sys/class/vfio/${g.id}`, relativeLink('/sys/class/vfio', dir));
+  let ig = kernel.iommu?.groupOf(vdev.pdev);
+  let g: VfioGroup | undefined;
+  if (ig === undefined) {
+    if (!noiommuEnabled(kernel.cmdline)) return E.EINVAL;
+    ig = noiommuGroupAlloc(kernel, vdev.pdev);
+    g = addGroup(kernel, core, new VfioGroup(kernel, ig, lowestFreeMinor(core), 'noiommu'));
+    kernel.addTaint(TAINT.USER);
+    kernel.log.printk('warn', `vfio-pci ${vdev.pdev.name}: Adding kernel taint for vfio-noiommu group on device`);
+  } else {
+    g = core.groups.get(ig.id) ?? addGroup(kernel, core, new VfioGroup(kernel, ig, lowestFreeMinor(core)));
   }
   g.devices.push(vdev);
   core.devices.add(vdev);
-  vfioCdevAdd(kernel, vdev, g);
+  if (g.type === 'iommu') vfioCdevAdd(kernel, vdev, g);
   return 0;
+}
+
+function lowestFreeMinor(core: VfioCore): number {
+  const used = new Set([...core.groups.values()].map((x) => x.minor));
+  let minor = 0;
+  while (used.has(minor)) minor++;
+  return minor;
+}
+
+/** `vfio_create_group`: the node `/dev/vfio/<name>`, `/sys/devices/virtual/vfio/<name>/dev` and the class link. */
+function addGroup(kernel: Kernel, core: VfioCore, g: VfioGroup): VfioGroup {
+  core.groups.set(g.id, g);
+  const vfs = kernel.vfs;
+  const minor = g.minor;
+  vfs.add(g.devPath, fileInode('chr', vfioGroupFops, 0o600, { rdev: { major: VFIO_GROUP_MAJOR, minor }, data: g }));
+  const dir = `/sys/devices/virtual/vfio/${g.name}`;
+  vfs.add(`${dir}/dev`, sysfsAttr(0o444, { show: () => `${VFIO_GROUP_MAJOR}:${minor}\n` }));
+  vfs.symlink(`/sys/class/vfio/${g.name}`, relativeLink('/sys/class/vfio', dir));
+  return g;
 }
 
 /**
@@ -92,7 +112,7 @@ export function vfioRegisterGroupDev(kernel: Kernel, vdev: VfioDevice): number {
 export function vfioUnregisterGroupDev(kernel: Kernel, vdev: VfioDevice): void {
   const core = cores.get(kernel);
   if (core === undefined || !core.devices.delete(vdev)) return;
-  const ig = kernel.iommu?.groupOf(vdev.pdev);
+  const ig = kernel.iommu?.groupOf(vdev.pdev) ?? noiommuGroupOf(kernel, vdev.pdev);
   const g = ig === undefined ? undefined : core.groups.get(ig.id);
   vfioCdevRemove(kernel, vdev);
   vfioRevokeDevice(vdev);
@@ -102,10 +122,12 @@ export function vfioUnregisterGroupDev(kernel: Kernel, vdev: VfioDevice): void {
   if (g.devices.length > 0) return;
   const vfs = kernel.vfs;
   vfs.remove(g.devPath);
-  vfs.remove(`/sys/class/vfio/${g.id}`);
-  vfs.remove(`/sys/devices/virtual/vfio/${g.id}`);
+  vfs.remove(`/sys/class/vfio/${g.name}`);
+  vfs.remove(`/sys/devices/virtual/vfio/${g.name}`);
   core.groups.delete(g.id);
   // Revoke every user of the IOMMU group: no device is active any more.
   if (g.container !== null && g.containerUsers <= 1) g.container.detachGroup(g);
   if (g.containerUsers <= 1) g.iommuGroup = null;
+  // vfio_device_remove_group: a fake group loses its device (and so its sysfs) with it.
+  if (g.type === 'noiommu' && ig !== undefined) noiommuGroupFree(kernel, ig);
 }

@@ -19,11 +19,18 @@ import { vfioDeviceFeature } from './feature.ts';
  * container user (so UNSET_CONTAINER is `EBUSY` while any device is open).
  */
 
+/**
+ * A group's type (Linux `enum vfio_group_type`): `iommu` for a real IOMMU group, `noiommu` for the fake
+ * group no-IOMMU mode gives a device without one (`VFIO_NO_IOMMU`).
+ */
+export type VfioGroupType = 'iommu' | 'noiommu';
+
 /** One VFIO group (Linux `struct vfio_group`). */
 export class VfioGroup {
   readonly kernel: Kernel;
-  /** The IOMMU group id: the node is `/dev/vfio/<id>`. */
+  /** The IOMMU group id: the node is `/dev/vfio/<id>` (`/dev/vfio/noiommu-<id>`). */
   readonly id: number;
+  readonly type: VfioGroupType;
   /** The char device minor (lowest free, as Linux's IDR hands them out). */
   readonly minor: number;
   /** The IOMMU group; null once the last device is gone (ioctls then answer `ENODEV`). */
@@ -36,16 +43,22 @@ export class VfioGroup {
   /** 1 for the group itself plus one per open device (`container_users`). */
   containerUsers = 0;
 
-  constructor(kernel: Kernel, iommuGroup: IommuGroupK, minor: number) {
+  constructor(kernel: Kernel, iommuGroup: IommuGroupK, minor: number, type: VfioGroupType = 'iommu') {
     this.kernel = kernel;
     this.id = iommuGroup.id;
+    this.type = type;
     this.minor = minor;
     this.iommuGroup = iommuGroup;
   }
 
-  /** `/dev/vfio/<id>`. */
+  /** The group device's name (`vfio_create_group`'s `"%s%d"`): `<id>`, or `noiommu-<id>`. */
+  get name(): string {
+    return this.type === 'noiommu' ? `noiommu-${this.id}` : String(this.id);
+  }
+
+  /** `/dev/vfio/<name>`. */
   get devPath(): string {
-    return `/dev/vfio/${this.id}`;
+    return `/dev/vfio/${this.name}`;
   }
 }
 
@@ -59,13 +72,14 @@ function groupOf(file: File): VfioGroup | undefined {
 }
 
 /**
- * Linux `vfio_group_fops_open`: `-ENODEV` for a group whose devices are gone, `-EBUSY` when it is open
- * already. Permissions (0600 root) are the VFS's.
+ * Linux `vfio_group_fops_open`: `-ENODEV` for a group whose devices are gone, `-EPERM` for a noiommu
+ * group without `CAP_SYS_RAWIO`, `-EBUSY` when it is open already. Permissions (0600 root) are the VFS's.
  */
-function groupOpen(file: File): number {
+function groupOpen(file: File, cur: Current): number {
   const ino = file.inode;
   const g = ino.kind === 'file' ? ino.data : undefined;
   if (!(g instanceof VfioGroup) || g.iommuGroup === null) return E.ENODEV;
+  if (g.type === 'noiommu' && !cur.cred.capable('SYS_RAWIO')) return E.EPERM;
   // A device of the group bound through its cdev (`cdev_device_open_cnt`).
   if (vfioCdevBoundCount(g) > 0) return E.EBUSY;
   if (g.openedFile !== null) return E.EBUSY;
@@ -111,7 +125,7 @@ function setContainer(g: VfioGroup, cur: Current, arg: bigint): number {
   if (g.iommuGroup === null) return E.ENODEV;
   const c = vfioContainerFromFile(f);
   if (c === undefined) return E.EBADFD;
-  return c.attachGroup(g, cur.thread);
+  return c.attachGroup(g, cur.thread, cur);
 }
 
 /** Linux `vfio_group_ioctl_unset_container`: `EINVAL` without a container, `EBUSY` while a device is open. */
@@ -175,6 +189,10 @@ export function vfioPciMatch(name: string, buf: string): number {
  * Linux `vfio_group_ioctl_get_device_fd`: the name (`strndup_user`), the device (`ENODEV` if none
  * matches, the match's error), an fd (`EMFILE`), then the open: `EINVAL` without a container or before
  * SET_IOMMU, then the driver's `openDevice` at the device's first open. The fd is `O_CLOEXEC`.
+ *
+ * A noiommu group's device also needs `CAP_SYS_RAWIO` (`EPERM`), checked before the container as the
+ * spec (1.8) records it; Linux 6.x relies on the group open's check there. Each device fd opened from a
+ * noiommu group logs `vfio-noiommu device opened by user (<comm>:<pid>)` (`vfio_device_open_file`).
  */
 async function getDeviceFd(g: VfioGroup, cur: Current, arg: bigint): Promise<number> {
   const buf = strndupUser(cur, arg);
@@ -191,6 +209,8 @@ async function getDeviceFd(g: VfioGroup, cur: Current, arg: bigint): Promise<num
   if (dev === undefined) return E.ENODEV;
   const fds = cur.task.fds;
   if (fds.fds().length >= fds.limit) return E.EMFILE;
+  const noiommu = g.type === 'noiommu';
+  if (noiommu && !cur.cred.capable('SYS_RAWIO')) return E.EPERM;
   // vfio_df_group_open / vfio_group_use_container.
   if (g.container === null || g.container.data === null) return E.EINVAL;
   const groupFile = g.openedFile;
@@ -214,6 +234,7 @@ async function getDeviceFd(g: VfioGroup, cur: Current, arg: bigint): Promise<num
   file.private = { dev, group: g, groupFile } satisfies DeviceFileState;
   const fd = fds.install(file, true);
   if (fd < 0) file.put();
+  else if (noiommu) cur.kernel.log.printk('warn', `vfio-pci ${dev.pdev.name}: vfio-noiommu device opened by user (${cur.task.comm}:${cur.task.pid})`);
   return fd;
 }
 

@@ -9,8 +9,8 @@ import { vfioPciOps } from './pci-ops.ts';
  * The `vfio-pci` PCI driver (Linux `drivers/vfio/pci/vfio_pci.c` + `vfio_pci_core_register_device`): no
  * id table (bind it with `new_id` or `driver_override`), `driver_managed_dma` (binding does not take the
  * DMA API's default domain, so the group stays viable). Probe registers a {@link VfioDevice} with
- * {@link vfioPciOps}; a device without an IOMMU group is refused with `-EINVAL` (no-IOMMU mode is not
- * built yet). Remove unregisters it.
+ * {@link vfioPciOps}; a device without an IOMMU group is refused with `-EINVAL` unless no-IOMMU mode
+ * gives it a fake group (`noiommu.ts`). Remove unregisters it.
  */
 export function vfioPciDriver(kernel: Kernel): PciDriver {
   const vdevs = new Map<PciDev, VfioDevice>();
