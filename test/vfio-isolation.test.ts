@@ -11,13 +11,14 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Sys } from '../kernel-shim/task/sys.ts';
 import type { Mapping } from '../kernel-shim/mm/mapping.ts';
-import { MAP, PROT } from '../kernel-shim/uapi/linux.ts';
+import { MAP, O, PROT } from '../kernel-shim/uapi/linux.ts';
 import { VFIO } from '../kernel-shim/uapi/vfio.ts';
-import { IsolationObserver, watchContainerIsolation } from '../kernel-shim/vfio/isolation.ts';
+import { IsolationObserver, watchOwnerIsolation } from '../kernel-shim/vfio/isolation.ts';
+import { IOMMUFD, IOMMU_IOAS_MAP } from '../kernel-shim/uapi/iommufd.ts';
 import { IommuProt } from '../iommu/index.ts';
 import { createMachine, type Machine } from '../machine/index.ts';
 import { fcOptions } from './fc.ts';
-import { boot, EDU, openChain, type Booted } from './vfio-fixture.ts';
+import { bindVfio, boot, EDU, EDU_SYSFS, openChain, type Booted } from './vfio-fixture.ts';
 
 const PAGE = 4096;
 /** edu's registers (device-models/edu/regs.ts, spec/devices.md section 4). */
@@ -45,13 +46,17 @@ function watchEdu(b: Booted, groupId: () => number): { obs: IsolationObserver; d
   const slot = b.machine.pci.find('00:03.0');
   if (slot === undefined) throw new Error('no edu');
   const rid = slot.requesterId;
-  const w = watchContainerIsolation(b.kernel, rid, groupId);
+  const w = watchOwnerIsolation(b.kernel, rid, groupId);
   return { obs: w.observer, detach: w.detach, rid };
 }
 
 /** The device fd, its BAR0 mapped, bus mastering on through the config region. */
 async function openEdu(sys: Sys, group: number): Promise<{ dev: number; bar: Mapping }> {
-  const dev = await sys.ioctl(group, VFIO.GROUP_GET_DEVICE_FD, cstr(EDU));
+  return mapEdu(sys, await sys.ioctl(group, VFIO.GROUP_GET_DEVICE_FD, cstr(EDU)));
+}
+
+/** BAR0 of device fd `dev` mapped, bus mastering on through the config region. */
+async function mapEdu(sys: Sys, dev: number): Promise<{ dev: number; bar: Mapping }> {
   const ri = (index: number) => ({ argsz: 32, flags: 0, index, cap_offset: 0, size: 0n, offset: 0n });
   const bar0 = ri(0);
   await sys.ioctl(dev, VFIO.DEVICE_GET_REGION_INFO, bar0);
@@ -112,24 +117,83 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   },
 );
 
+/** How the program reaches the device: the group and a type1 container, or the cdev bound to iommufd with one IOAS. */
+type Path = 'type1' | 'iommufd';
+
+/** The DMA mapping calls of one path: MAP of `size` at `iova`, UNMAP returning the bytes removed. */
+interface Mapper {
+  map(vaddr: bigint, iova: number, size: number, flags: number): Promise<number>;
+  /** UNMAP of `[iova, iova + size)`: the bytes removed (iommufd's "nothing there" ENOENT counts as 0). */
+  unmap(iova: number, size: number): Promise<bigint>;
+}
+
+/** Opens the edu on `path`; returns its BAR0, the mapper and the group id. */
+async function openPath(sys: Sys, path: Path): Promise<{ bar: Mapping; mapper: Mapper; groupId: number }> {
+  if (path === 'type1') {
+    const chain = await openChain(sys);
+    const { bar } = await openEdu(sys, chain.group);
+    return {
+      bar, groupId: chain.groupId,
+      mapper: {
+        map: (vaddr, iova, size, flags) => sys.ioctl(chain.container, VFIO.IOMMU_MAP_DMA, dmaMap(vaddr, iova, size, flags)),
+        async unmap(iova, size) {
+          const u = dmaUnmap(iova, size);
+          await sys.ioctl(chain.container, VFIO.IOMMU_UNMAP_DMA, u);
+          return u.size;
+        },
+      },
+    };
+  }
+  const groupId = await bindVfio(sys);
+  const cdev = (await sys.readdir(`${EDU_SYSFS}/vfio-dev`))[0] as string;
+  const dev = await sys.open(`/dev/vfio/devices/${cdev}`, O.RDWR);
+  const ifd = await sys.open('/dev/iommu', O.RDWR);
+  await sys.ioctl(dev, VFIO.DEVICE_BIND_IOMMUFD, { argsz: 24, flags: 0, iommufd: ifd, out_devid: 0, token_uuid_ptr: 0n });
+  const alloc = { size: 12, flags: 0, out_ioas_id: 0 };
+  await sys.ioctl(ifd, IOMMUFD.IOAS_ALLOC, alloc);
+  await sys.ioctl(dev, VFIO.DEVICE_ATTACH_IOMMUFD_PT, { argsz: 12, flags: 0, pt_id: alloc.out_ioas_id });
+  const { bar } = await mapEdu(sys, dev);
+  const M = IOMMU_IOAS_MAP;
+  return {
+    bar, groupId,
+    mapper: {
+      // VFIO's READ (1) / WRITE (2) as iommufd's READABLE / WRITEABLE.
+      map: (vaddr, iova, size, flags) => sys.ioctl(ifd, IOMMUFD.IOAS_MAP, {
+        size: 40, flags: M.FIXED_IOVA | ((flags & 1) !== 0 ? M.READABLE : 0) | ((flags & 2) !== 0 ? M.WRITEABLE : 0),
+        ioas_id: alloc.out_ioas_id, __reserved: 0, user_va: vaddr, length: BigInt(size), iova: BigInt(iova),
+      }),
+      async unmap(iova, size) {
+        const u = { size: 24, ioas_id: alloc.out_ioas_id, iova: BigInt(iova), length: BigInt(size) };
+        try {
+          await sys.ioctl(ifd, IOMMUFD.IOAS_UNMAP, u);
+        } catch (e) {
+          if ((e as { code?: string }).code === 'ENOENT') return 0n;
+          throw e;
+        }
+        return u.length;
+      },
+    },
+  };
+}
+
 /** Runs `ops` in one process on a fresh machine; returns the observer and the IOMMU's fault count. */
-async function runProgram(ops: readonly Op[]): Promise<{ obs: IsolationObserver; faults: number }> {
+async function runProgram(ops: readonly Op[], path: Path = 'type1'): Promise<{ obs: IsolationObserver; faults: number }> {
   const b = boot();
   let groupId = -1;
   const w = watchEdu(b, () => groupId);
   let err: unknown;
   const p = b.kernel.spawn({ comm: 'iso' }, async (sys) => {
     try {
-      const chain = await openChain(sys);
-      groupId = chain.groupId;
-      const { bar } = await openEdu(sys, chain.group);
+      const opened = await openPath(sys, path);
+      groupId = opened.groupId;
+      const { bar, mapper } = opened;
       const buf = await sys.mmap(null, SLOTS * SLOT_BYTES, PROT.READ | PROT.WRITE, MAP.PRIVATE | MAP.ANONYMOUS);
       const mapped = new Map<number, number>();
       let justUnmapped = IOVA_BASE;
       for (const o of ops) {
         if (o.op === 'map') {
           const iova = IOVA_BASE + o.slot * SLOT_BYTES;
-          const r = sys.ioctl(chain.container, VFIO.IOMMU_MAP_DMA, dmaMap(buf.addr + BigInt(o.slot * SLOT_BYTES), iova, o.pages * PAGE, o.flags));
+          const r = mapper.map(buf.addr + BigInt(o.slot * SLOT_BYTES), iova, o.pages * PAGE, o.flags);
           if (mapped.has(o.slot)) await expect(r).rejects.toMatchObject({ code: 'EEXIST' });
           else {
             await r;
@@ -137,9 +201,7 @@ async function runProgram(ops: readonly Op[]): Promise<{ obs: IsolationObserver;
           }
         } else if (o.op === 'unmap') {
           const iova = IOVA_BASE + o.slot * SLOT_BYTES;
-          const u = dmaUnmap(iova, SLOT_BYTES);
-          await sys.ioctl(chain.container, VFIO.IOMMU_UNMAP_DMA, u);
-          expect(u.size).toBe(BigInt((mapped.get(o.slot) ?? 0) * PAGE));
+          expect(await mapper.unmap(iova, SLOT_BYTES)).toBe(BigInt((mapped.get(o.slot) ?? 0) * PAGE));
           if (mapped.delete(o.slot)) justUnmapped = iova;
         } else {
           const t = o.target;
@@ -167,13 +229,13 @@ async function runProgram(ops: readonly Op[]): Promise<{ obs: IsolationObserver;
 }
 
 describe('VFIO isolation seen from physical memory', () => {
-  it('random edu DMA programs interleaved with MAP/UNMAP never touch a frame outside the container\'s pinned set', async () => {
+  it.each(['type1', 'iommufd'] as const)('random edu DMA programs interleaved with MAP/UNMAP (%s) never touch a frame outside what is pinned for the owner', async (path) => {
     let touches = 0;
     let faultCount = 0;
     await fc.assert(
       fc.asyncProperty(fc.array(fc.constantFrom(1, 2, 3, 3, 3), { minLength: SLOTS, maxLength: SLOTS }), fc.array(opArb, { minLength: 4, maxLength: 32 }), async (flags, ops) => {
         // Every slot starts mapped (with random permissions), so the program has something to lose.
-        const r = await runProgram([...flags.map((f, slot): Op => ({ op: 'map', slot, pages: 1 + (slot % 2), flags: f })), ...ops]);
+        const r = await runProgram([...flags.map((f, slot): Op => ({ op: 'map', slot, pages: 1 + (slot % 2), flags: f })), ...ops], path);
         expect(r.obs.violations).toEqual([]);
         touches += r.obs.touches;
         faultCount += r.faults;
