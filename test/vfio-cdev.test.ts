@@ -141,6 +141,39 @@ describe('VFIO device cdev + iommufd', () => {
       expect(await p.exited).toBe(0);
     }, { linux: '6.1' });
   });
+
+  it.each([['cdev first'], ['iommufd first'], ['exit']] as const)('closing in any order (%s) leaves nothing pinned, owned or attached', async (order) => {
+    await withMachine(EDU_CFG, async ({ spawn, run, kernel }) => {
+      const p = spawn('drv', async (sys) => {
+        await bindVfioPci(sys, '00:03.0');
+        const dev = await sys.open(await cdevPath(sys), O.RDWR);
+        const iommufd = await sys.open('/dev/iommu', O.RDWR);
+        await sys.ioctl(dev, VFIO.DEVICE_BIND_IOMMUFD, bindArg(iommufd));
+        const alloc = { size: 12, flags: 0, out_ioas_id: 0 };
+        await sys.ioctl(iommufd, IOMMUFD.IOAS_ALLOC, alloc);
+        await sys.ioctl(dev, VFIO.DEVICE_ATTACH_IOMMUFD_PT, attachArg(alloc.out_ioas_id));
+        const buf = await sys.mmap(null, 4 * PAGE, PROT.READ | PROT.WRITE, MAP.PRIVATE | MAP.ANONYMOUS | MAP.POPULATE);
+        await sys.ioctl(iommufd, IOMMUFD.IOAS_MAP, {
+          size: 40, flags: IOMMU_IOAS_MAP.FIXED_IOVA | IOMMU_IOAS_MAP.READABLE, ioas_id: alloc.out_ioas_id, __reserved: 0, user_va: buf.addr, length: BigInt(4 * PAGE), iova: 0x20_0000n,
+        });
+        expect(kernel.userPages.pinned).toBe(4);
+        if (order === 'cdev first') {
+          await sys.close(dev);
+          await sys.close(iommufd);
+        } else if (order === 'iommufd first') {
+          // The bound device holds the context: nothing goes until the cdev closes too.
+          await sys.close(iommufd);
+          expect(kernel.userPages.pinned).toBe(4);
+          await sys.close(dev);
+        }
+        return 0;
+      });
+      await run();
+      expect(await p.exited).toBe(0);
+      expect(kernel.userPages.pinned).toBe(0);
+      expect(kernel.iommu?.groups.every((g) => g.owner === null || g.owner === undefined)).toBe(true);
+    });
+  });
 });
 
 async function readAll(sys: Sys, path: string): Promise<Uint8Array> {
