@@ -68,8 +68,10 @@ export class ApexVfio implements ApexBar {
       const reset = dev.canReset ? `VFIO_DEVICE_RESET by ${(await dev.resetMethods()).join(', ')} reset (the kernel did one at open)` : 'no VFIO reset';
       const via = dev.iommufd >= 0 ? `cdev fd ${dev.fd} bound to /dev/iommu (IOAS ${dev.ioasId}, HWPT ${dev.hwptId})` : `group ${dev.groupId}, device fd ${dev.fd}`;
       say(`${dev.bdf}: ${via}, ${dev.info.numRegions} regions, ${dev.info.numIrqs} irq indexes, ${reset}; BAR2 ${Number(bar2.size) >>> 20} MiB mmapped at ${hex(regs.addr)}`);
-      say(`${dev.iommufd >= 0 ? 'IOAS' : 'container'} IOVA ranges: ${dev.iovaRanges.map((r) => `${hex(r.start)}-${hex(r.end)}`).join(', ')}`);
-      const queue = await dev.allocDma((2 + CMD_PAGES) * PAGE_SIZE);
+      if (dev.noiommu) say('container: VFIO_NOIOMMU_IOMMU, no IOVA space: the device will be given physical addresses from /proc/self/pagemap');
+      else say(`${dev.iommufd >= 0 ? 'IOAS' : 'container'} IOVA ranges: ${dev.iovaRanges.map((r) => `${hex(r.start)}-${hex(r.end)}`).join(', ')}`);
+      // Every page of the queue buffer has its own gasket slot, so it need not be physically contiguous.
+      const queue = await dev.allocDma((2 + CMD_PAGES) * PAGE_SIZE, { pageByPage: true });
       return new ApexVfio(sys, dev, regs, queue, say);
     } catch (e) {
       await dev.close();
@@ -118,10 +120,10 @@ export class ApexVfio implements ApexBar {
     this.w64(APEX_PAGE_TABLE.offset + 8 * slot, iova | 1n);
   }
 
-  /** Maps every page of `buf` into consecutive fresh slots; returns the first slot. */
+  /** Maps every page of `buf` (its bus address: IOVA, or physical address without an IOMMU) into consecutive fresh slots; returns the first slot. */
   mapBuffer(buf: DmaBuffer): number {
     const first = this.#nextSlot;
-    for (let p = 0; p < buf.size / PAGE_SIZE; p++) this.mapSlot(first + p, buf.iova + BigInt(p * PAGE_SIZE));
+    for (let p = 0; p < buf.size / PAGE_SIZE; p++) this.mapSlot(first + p, buf.pages[p] as bigint);
     this.#nextSlot += buf.size / PAGE_SIZE;
     return first;
   }
@@ -130,7 +132,7 @@ export class ApexVfio implements ApexBar {
   async startQueue(): Promise<void> {
     this.w64(off('EXTENDED_TABLE'), APEX_PAGE_TABLE.entries);
     this.w64(off('EXTENDED_TABLE'), SIMPLE_SLOTS);
-    for (let p = 0; p < this.queue.size / PAGE_SIZE; p++) this.#slots.set(p, this.queue.iova + BigInt(p * PAGE_SIZE));
+    for (let p = 0; p < this.queue.size / PAGE_SIZE; p++) this.#slots.set(p, this.queue.pages[p] as bigint);
     for (const [s, iova] of this.#slots) this.w64(APEX_PAGE_TABLE.offset + 8 * s, iova | 1n);
     this.queue.map.bytes?.fill(0, 0, 2 * PAGE_SIZE);
     // Completion is SC_HOST_0; the queue's own interrupt is left off (the status block says the same).

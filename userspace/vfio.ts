@@ -33,6 +33,28 @@ export interface VfioOpenOptions {
    * (Linux 6.6+), instead of the group and the type1 container. Default false.
    */
   readonly iommufd?: boolean;
+  /**
+   * Use a no-IOMMU group (`/dev/vfio/noiommu-<N>`, `vfio.enable_unsafe_noiommu_mode=1` on a machine without
+   * an IOMMU): the container gets `VFIO_NOIOMMU_IOMMU`, nothing is mapped, and the device's DMA carries
+   * physical addresses that can reach all of memory. Needs `CAP_SYS_RAWIO` (and `CAP_SYS_ADMIN` to read
+   * frame numbers from `/proc/self/pagemap`). Without this opt-in a no-IOMMU group is refused with a
+   * {@link VfioSetupError}. Default false.
+   */
+  readonly noiommu?: boolean;
+}
+
+/** Options of {@link VfioPciDevice.allocDma}. */
+export interface AllocDmaOptions {
+  /** A fixed IOVA (IOMMU modes only). */
+  readonly iova?: bigint;
+  readonly read?: boolean;
+  readonly write?: boolean;
+  /**
+   * No-IOMMU mode: accept a buffer whose frames are not physically contiguous; the caller then addresses
+   * it page by page through {@link DmaBuffer.pages} (as a driver that fills a device page table does).
+   * Without it a multi-page buffer on scattered frames is refused. Default false.
+   */
+  readonly pageByPage?: boolean;
 }
 
 /** One IOVA range the container accepts (`end` inclusive), from `VFIO_IOMMU_GET_INFO`. */
@@ -56,10 +78,17 @@ export interface DmaBuffer {
   readonly map: Mapping;
   /** Its user address. */
   readonly vaddr: bigint;
-  /** Its bus address for the device. */
+  /**
+   * Its bus address for the device: the IOVA, or in no-IOMMU mode the physical address of its first page
+   * (valid for the whole buffer only when {@link contiguous}).
+   */
   readonly iova: bigint;
   /** Bytes (a multiple of the page size). */
   readonly size: number;
+  /** The bus address of each page (`iova + i * 4096` behind an IOMMU; each frame's address without one). */
+  readonly pages: readonly bigint[];
+  /** Whether `pages` are consecutive, so `iova .. iova + size` addresses the whole buffer. */
+  readonly contiguous: boolean;
 }
 
 /** Writes `text` to a sysfs attribute. */
@@ -101,6 +130,28 @@ export async function bindVfioPci(sys: Sys, bdf: string): Promise<number> {
   }
   return iommuGroup(sys, bdf);
 }
+
+/**
+ * The physical address behind user address `vaddr` of this process, from `/proc/self/pagemap` (bit 63
+ * present, bits 0-54 the frame number; Linux shows frame numbers only to `CAP_SYS_ADMIN`). A page not
+ * present, or a zero frame number (no capability), is a {@link VfioSetupError}.
+ */
+export async function physAddr(sys: Sys, vaddr: bigint): Promise<bigint> {
+  const fd = await sys.open('/proc/self/pagemap', O.RDONLY);
+  try {
+    const b = new Uint8Array(8);
+    await sys.pread(fd, b, (vaddr / BigInt(PAGE)) * 8n, 8);
+    const e = new DataView(b.buffer).getBigUint64(0, true);
+    const pfn = e & ((1n << 55n) - 1n);
+    if ((e >> 63n) === 0n) throw new VfioSetupError(`pagemap: ${hex(vaddr)} is not present`);
+    if (pfn === 0n) throw new VfioSetupError('pagemap: no frame numbers (reading them needs CAP_SYS_ADMIN)');
+    return pfn * BigInt(PAGE) + (vaddr & BigInt(PAGE_MASK));
+  } finally {
+    await sys.close(fd);
+  }
+}
+
+const hex = (v: bigint): string => `0x${v.toString(16)}`;
 
 /** The IOMMU group number of `bdf`, from its `iommu_group` link. */
 export async function iommuGroup(sys: Sys, bdf: string): Promise<number> {
@@ -192,8 +243,10 @@ export class VfioPciDevice {
   readonly fd: number;
   /** `VFIO_DEVICE_GET_INFO`'s flags, region and IRQ counts. */
   readonly info: { readonly flags: number; readonly numRegions: number; readonly numIrqs: number };
-  /** The IOVA ranges the container accepts. */
+  /** The IOVA ranges the container accepts (none in no-IOMMU mode: there is no IOVA space). */
   readonly iovaRanges: readonly IovaRange[];
+  /** Opened in no-IOMMU mode ({@link VfioOpenOptions.noiommu}): bus addresses are physical addresses. */
+  readonly noiommu: boolean;
   readonly #iovas: IovaSpace;
   readonly #regions = new Map<number, RegionInfo>();
   readonly #maps: Mapping[] = [];
@@ -204,8 +257,9 @@ export class VfioPciDevice {
   #closed = false;
 
   private constructor(sys: Sys, bdf: string, groupId: number, fds: { container: number; group: number; fd: number; iommufd?: number; ioasId?: number; hwptId?: number },
-    info: VfioPciDevice['info'], ranges: readonly IovaRange[]) {
+    info: VfioPciDevice['info'], ranges: readonly IovaRange[], noiommu = false) {
     this.sys = sys;
+    this.noiommu = noiommu;
     this.bdf = bdf;
     this.groupId = groupId;
     this.container = fds.container;
@@ -224,19 +278,30 @@ export class VfioPciDevice {
    * the container and check the API version and the type1 extension, open the group and check it is
    * viable, attach it to the container, set the IOMMU model, get the device fd by name, read the device's
    * info and the container's IOVA ranges. On any failure whatever was opened is closed again.
+   *
+   * A device in a no-IOMMU group (`/dev/vfio/noiommu-<N>`) is opened only with `noiommu: true`, with
+   * `VFIO_NOIOMMU_IOMMU` and without IOVA ranges; asking for `noiommu` on a device with a real IOMMU group
+   * is refused too (it would give up the protection the machine has).
    */
   static async open(sys: Sys, bdf: string, opts: VfioOpenOptions = {}): Promise<VfioPciDevice> {
     const name = fullBdf(bdf);
     if (opts.iommufd === true) return VfioPciDevice.#openCdev(sys, name, opts);
     const groupId = opts.bind === false ? await iommuGroup(sys, name) : await bindVfioPci(sys, name);
+    const fake = (await sys.readdir('/dev/vfio')).includes(`noiommu-${groupId}`);
+    if (fake && opts.noiommu !== true) {
+      throw new VfioSetupError(`vfio: ${name} is in no-IOMMU group noiommu-${groupId}: nothing translates or isolates its DMA, which can read and overwrite any memory (the kernel is tainted); pass { noiommu: true } to accept that`);
+    }
+    if (!fake && opts.noiommu === true) throw new VfioSetupError(`vfio: ${name} is in IOMMU group ${groupId}, not a no-IOMMU group; open it without noiommu`);
     const opened: number[] = [];
     try {
       const container = await sys.open('/dev/vfio/vfio', O.RDWR);
       opened.push(container);
       if ((await sys.ioctl(container, VFIO.GET_API_VERSION)) !== VFIO_API_VERSION) throw new VfioSetupError('vfio: unknown API version');
-      const type = opts.iommu === 'type1' ? VFIO_EXT.TYPE1_IOMMU : VFIO_EXT.TYPE1v2_IOMMU;
-      if ((await sys.ioctl(container, VFIO.CHECK_EXTENSION, type)) !== 1) throw new VfioSetupError(`vfio: IOMMU type ${type} not supported`);
-      const group = await sys.open(`/dev/vfio/${groupId}`, O.RDWR);
+      const type = fake ? VFIO_EXT.NOIOMMU_IOMMU : opts.iommu === 'type1' ? VFIO_EXT.TYPE1_IOMMU : VFIO_EXT.TYPE1v2_IOMMU;
+      if ((await sys.ioctl(container, VFIO.CHECK_EXTENSION, type)) !== 1) {
+        throw new VfioSetupError(fake ? 'vfio: no-IOMMU mode is off (boot with vfio.enable_unsafe_noiommu_mode=1)' : `vfio: IOMMU type ${type} not supported`);
+      }
+      const group = await sys.open(`/dev/vfio/${fake ? `noiommu-${groupId}` : groupId}`, O.RDWR);
       opened.push(group);
       const status = { argsz: 8, flags: 0 };
       await sys.ioctl(group, VFIO.GROUP_GET_STATUS, status);
@@ -250,8 +315,9 @@ export class VfioPciDevice {
       const di = { argsz: 24, flags: 0, num_regions: 0, num_irqs: 0, cap_offset: 0, pad: 0 };
       await sys.ioctl(fd, VFIO.DEVICE_GET_INFO, di);
       if ((di.flags & VFIO_DEVICE_FLAGS.PCI) === 0) throw new VfioSetupError(`vfio: ${name} is not a PCI device`);
-      const ranges = await readIovaRanges(sys, container);
-      return new VfioPciDevice(sys, name, groupId, { container, group, fd }, { flags: di.flags, numRegions: di.num_regions, numIrqs: di.num_irqs }, ranges);
+      // No-IOMMU: GET_INFO is ENOTTY and there is no IOVA space to read.
+      const ranges = fake ? [] : await readIovaRanges(sys, container);
+      return new VfioPciDevice(sys, name, groupId, { container, group, fd }, { flags: di.flags, numRegions: di.num_regions, numIrqs: di.num_irqs }, ranges, fake);
     } catch (e) {
       for (const fd of opened.reverse()) await sys.close(fd).catch(() => undefined);
       throw e;
@@ -373,27 +439,55 @@ export class VfioPciDevice {
     return arg.size;
   }
 
-  /** Allocates `size` bytes of anonymous memory, faults it in and maps it for the device ({@link dmaMap}). */
-  async allocDma(size: number, opts: { iova?: bigint; read?: boolean; write?: boolean } = {}): Promise<DmaBuffer> {
+  /**
+   * Allocates `size` bytes of anonymous memory, faults it in and maps it for the device ({@link dmaMap}).
+   *
+   * In no-IOMMU mode nothing is mapped: the buffer is locked (`mlock`, so its pages stay resident) and
+   * each page's physical address read from `/proc/self/pagemap` is its bus address. Physical memory is
+   * contiguous only page by page: a multi-page buffer whose frames are not consecutive is refused (a
+   * {@link VfioSetupError}, the memory freed) unless `pageByPage` says the caller uses {@link DmaBuffer.pages}.
+   */
+  async allocDma(size: number, opts: AllocDmaOptions = {}): Promise<DmaBuffer> {
     const len = (size + PAGE_MASK) & ~PAGE_MASK;
     const map = await this.sys.mmap(null, len, PROT_RW, MAP.PRIVATE | MAP.ANONYMOUS | MAP.POPULATE);
-    let iova: bigint;
+    let buf: DmaBuffer;
     try {
-      iova = await this.dmaMap(map.addr, len, opts);
+      if (this.noiommu) {
+        buf = await this.#physBuffer(map, len, opts.pageByPage === true);
+      } else {
+        const iova = await this.dmaMap(map.addr, len, opts);
+        const pages = Array.from({ length: len / PAGE }, (_, i) => iova + BigInt(i * PAGE));
+        buf = { map, vaddr: map.addr, iova, size: len, pages, contiguous: true };
+      }
     } catch (e) {
       await this.sys.munmap(map.addr, map.length);
       throw e;
     }
-    const buf: DmaBuffer = { map, vaddr: map.addr, iova, size: len };
-    this.#dma.set(iova, buf);
+    this.#dma.set(buf.iova, buf);
     return buf;
   }
 
-  /** Unmaps `buf` from the device (the kernel invalidates the IOTLB and unpins), then frees its memory. */
+  /** A no-IOMMU buffer: locked, each page's physical address from pagemap. */
+  async #physBuffer(map: Mapping, len: number, pageByPage: boolean): Promise<DmaBuffer> {
+    await this.sys.mlock(map.addr, len);
+    const pages: bigint[] = [];
+    for (let off = 0; off < len; off += PAGE) pages.push(await physAddr(this.sys, map.addr + BigInt(off)));
+    const first = pages[0] as bigint;
+    const contiguous = pages.every((p, i) => p === first + BigInt(i * PAGE));
+    if (!contiguous && !pageByPage) {
+      throw new VfioSetupError(`vfio: no-IOMMU buffer of ${len} bytes is not physically contiguous (frames ${pages.map(hex).join(', ')}); allocate page by page or pass pageByPage`);
+    }
+    return { map, vaddr: map.addr, iova: first, size: len, pages, contiguous };
+  }
+
+  /**
+   * Unmaps `buf` from the device (the kernel invalidates the IOTLB and unpins), then frees its memory. In
+   * no-IOMMU mode there is nothing to unmap: the device can still reach the freed frames.
+   */
   async freeDma(buf: DmaBuffer): Promise<void> {
     if (this.#dma.get(buf.iova) === buf) {
       this.#dma.delete(buf.iova);
-      await this.dmaUnmap(buf.iova, buf.size);
+      if (!this.noiommu) await this.dmaUnmap(buf.iova, buf.size);
     }
     await this.sys.munmap(buf.map.addr, buf.map.length);
   }
@@ -403,7 +497,7 @@ export class VfioPciDevice {
    * capability.
    */
   async dmaAvail(): Promise<number | undefined> {
-    if (this.iommufd >= 0) return undefined;
+    if (this.iommufd >= 0 || this.noiommu) return undefined;
     const info = await iommuInfo(this.sys, this.container);
     const cap = infoCaps(vfio_iommu_type1_info, info, { [VFIO_IOMMU_TYPE1_INFO_CAP.DMA_AVAIL]: vfio_iommu_type1_info_dma_avail })
       .find((c) => c.id === VFIO_IOMMU_TYPE1_INFO_CAP.DMA_AVAIL);
