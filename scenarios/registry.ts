@@ -1,6 +1,7 @@
 import { apexDirect } from './apex-direct.ts';
 import { demo } from './demo.ts';
 import { eduDirect } from './edu-direct.ts';
+import { noiommuApex } from './noiommu-apex.ts';
 import type { Scenario } from './scenario.ts';
 import { uioApex } from './uio-apex.ts';
 import { uioEdu } from './uio-edu.ts';
@@ -16,4 +17,5 @@ export const SCENARIOS: ReadonlyMap<string, Scenario> = new Map<string, Scenario
   ['uio-edu', uioEdu],
   ['uio-apex', uioApex],
   ['vfio-apex', vfioApex],
+  ['noiommu-apex', noiommuApex],
 ]);

@@ -7,6 +7,6 @@ export { VFIO_IOMMU_DRIVERS, VfioContainer, vfioContainerFromFile, type VfioIomm
 export { VfioGroup, type VfioGroupType, vfioDeviceFromFile, vfioPciMatch, vfioRevokeDevice } from './group.ts';
 export { DMA_ENTRY_LIMIT_DEFAULT, Type1Iommu, dmaEntryLimit, type1Driver } from './type1.ts';
 export { vfioPciDriver } from './pci-driver.ts';
-export { isNoiommuGroup, noiommuDriver, noiommuEnabled } from './noiommu.ts';
+export { isNoiommuGroup, noiommuDriver, noiommuEnabled, processLockedFrames, watchProcessIsolation } from './noiommu.ts';
 export type { VfioDevice, VfioDeviceOps } from './device.ts';
 export { IsolationObserver, containerPinnedFrames, ownerPinnedFrames, watchContainerIsolation, watchOwnerIsolation, type IsolationViolation } from './isolation.ts';

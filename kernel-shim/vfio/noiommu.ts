@@ -5,6 +5,7 @@ import type { Kernel } from '../kernel.ts';
 import type { PciDev } from '../pci/dev.ts';
 import type { Current } from '../task/current.ts';
 import { VFIO, VFIO_EXT } from '../uapi/vfio.ts';
+import { IsolationObserver } from './isolation.ts';
 import type { VfioIommuData, VfioIommuDriver } from './container.ts';
 
 /**
@@ -154,3 +155,31 @@ export const noiommuDriver: VfioIommuDriver = {
     return new NoIommuData(kernel);
   },
 };
+
+/**
+ * The frames a no-IOMMU driver has handed its device, as the kernel sees them: every present frame of the
+ * process's `mlock`ed anonymous mappings (what `VfioPciDevice.allocDma` locks for DMA). Without a
+ * container nothing in the kernel records what the device may reach; this is the closest boundary a
+ * process draws, and the one a no-IOMMU device's DMA should stay inside. Empty for a dead process.
+ */
+export function processLockedFrames(kernel: Kernel, pid: number): Set<number> {
+  const out = new Set<number>();
+  const task = kernel.task(pid);
+  if (task === undefined) return out;
+  for (const v of task.mm.vmas) {
+    if (!v.locked || v.backing.kind !== 'anon') continue;
+    for (const f of v.backing.frames) if (f >= 0) out.add(f);
+  }
+  return out;
+}
+
+/**
+ * Watches requester `rid` against the frames process `pid()` has locked ({@link processLockedFrames},
+ * re-read at every access; any other requester may touch nothing): the isolation a no-IOMMU driver
+ * promises and nothing enforces. Returns the observer and the function that detaches it.
+ */
+export function watchProcessIsolation(kernel: Kernel, rid: number, pid: () => number): { observer: IsolationObserver; detach: () => void } {
+  const none = new Set<number>();
+  const observer = new IsolationObserver((r) => (r === rid ? processLockedFrames(kernel, pid()) : none), () => kernel.sim.now);
+  return { observer, detach: kernel.machine.memory.observeDma(observer) };
+}
