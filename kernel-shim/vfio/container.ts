@@ -39,7 +39,7 @@ export interface VfioIommuDriver {
   open(kernel: Kernel, arg: bigint, cur?: Current): VfioIommuData | number;
 }
 
-/** The IOMMU drivers, in the order VFIO asks them (type1 first, then No-IOMMU). */
+/** The IOMMU drivers, in the order VFIO asks them: type1, then vfio-noiommu (Linux's `list_add` puts the later-registered type1 module first). */
 export const VFIO_IOMMU_DRIVERS: readonly VfioIommuDriver[] = [type1Driver, noiommuDriver];
 
 /** One container (Linux `struct vfio_container`). */
@@ -57,7 +57,7 @@ export class VfioContainer {
   }
 
   /**
-   * Linux `vfio_iommu_driver_allowed`: a container of noiommu groups accepts only the No-IOMMU driver,
+   * Linux `vfio_iommu_driver_allowed`: a container of noiommu groups accepts only the vfio-noiommu driver,
    * any other container never does.
    */
   driverAllowed(d: VfioIommuDriver): boolean {
@@ -83,7 +83,7 @@ export class VfioContainer {
    * Linux `vfio_ioctl_set_iommu`: `-EINVAL` with no group or an IOMMU already set; each allowed driver
    * that answers `CHECK_EXTENSION(arg)` is opened (in the context of `cur`) and every group attached to
    * it; the first that succeeds is kept. `-ENODEV` when none answers; else the last failure (`open`'s
-   * `-EINVAL` for UNMAP_ALL, No-IOMMU's `-EPERM` without `CAP_SYS_RAWIO`, an attach error).
+   * `-EINVAL` for UNMAP_ALL, vfio-noiommu's `-EPERM` without `CAP_SYS_RAWIO`, an attach error).
    */
   setIommu(arg: bigint, cpu?: SimProcess, cur?: Current): number {
     if (this.groups.length === 0 || this.driver !== null) return E.EINVAL;

@@ -190,9 +190,9 @@ export function vfioPciMatch(name: string, buf: string): number {
  * matches, the match's error), an fd (`EMFILE`), then the open: `EINVAL` without a container or before
  * SET_IOMMU, then the driver's `openDevice` at the device's first open. The fd is `O_CLOEXEC`.
  *
- * A noiommu group's device also needs `CAP_SYS_RAWIO` (`EPERM`), checked before the container as the
- * spec (1.8) records it; Linux 6.x relies on the group open's check there. Each device fd opened from a
- * noiommu group logs `vfio-noiommu device opened by user (<comm>:<pid>)` (`vfio_device_open_file`).
+ * A noiommu group's device also needs `CAP_SYS_RAWIO` at its first open (`vfio_group_use_container`:
+ * after the SET_IOMMU `EINVAL`, `EPERM`), as spec 1.8 records. Each device fd opened from a noiommu group
+ * logs `vfio-noiommu device opened by user (<comm>:<pid>)` (`vfio_device_open_file`, after the open).
  */
 async function getDeviceFd(g: VfioGroup, cur: Current, arg: bigint): Promise<number> {
   const buf = strndupUser(cur, arg);
@@ -210,12 +210,12 @@ async function getDeviceFd(g: VfioGroup, cur: Current, arg: bigint): Promise<num
   const fds = cur.task.fds;
   if (fds.fds().length >= fds.limit) return E.EMFILE;
   const noiommu = g.type === 'noiommu';
-  if (noiommu && !cur.cred.capable('SYS_RAWIO')) return E.EPERM;
   // vfio_df_group_open / vfio_group_use_container.
   if (g.container === null || g.container.data === null) return E.EINVAL;
   const groupFile = g.openedFile;
   if (groupFile === null) return E.EINVAL;
   if (dev.openCount === 0) {
+    if (noiommu && !cur.cred.capable('SYS_RAWIO')) return E.EPERM;
     groupFile.get();
     g.containerUsers++;
     dev.openCount = 1;

@@ -13,7 +13,7 @@ import type { VfioIommuData, VfioIommuDriver } from './container.ts';
  * `vfio_noiommu_ops`, spec/linux-uapi.md 1.8): with the module parameter
  * `vfio.enable_unsafe_noiommu_mode=1`, a device without an IOMMU group gets a fake one named
  * `vfio-noiommu` (node `/dev/vfio/noiommu-<N>`), the kernel is tainted (`TAINT_USER`), and the only IOMMU
- * driver such a container accepts is "No-IOMMU" (type 8), which maps nothing: the device's DMA carries
+ * driver such a container accepts is `vfio_noiommu_ops` (type 8), which maps nothing: the device's DMA carries
  * physical addresses, unprotected.
  */
 
@@ -108,7 +108,7 @@ export function noiommuGroupFree(kernel: Kernel, g: IommuGroupK): void {
   vfs.remove(g.sysfsPath);
 }
 
-/** The "No-IOMMU" driver's instance: nothing to hold (Linux's `open` returns NULL). */
+/** The no-IOMMU driver's instance: nothing to hold (Linux's `open` returns NULL). */
 class NoIommuData implements VfioIommuData {
   readonly #kernel: Kernel;
 
@@ -140,13 +140,13 @@ function noiommuCheckExtension(kernel: Kernel, arg: bigint): number {
 }
 
 /**
- * Linux `vfio_noiommu_ops` ("No-IOMMU"): CHECK_EXTENSION answers 1 for `VFIO_NOIOMMU_IOMMU` (8) when the
+ * Linux `vfio_noiommu_ops` (name "vfio-noiommu"): CHECK_EXTENSION answers 1 for `VFIO_NOIOMMU_IOMMU` (8) when the
  * mode is on, 0 otherwise; `open(arg)` is `-EINVAL` for any other type and `-EPERM` without
  * `CAP_SYS_RAWIO`. The container offers it only to containers of noiommu groups
  * (`vfio_iommu_driver_allowed`).
  */
 export const noiommuDriver: VfioIommuDriver = {
-  name: 'No-IOMMU',
+  name: 'vfio-noiommu',
   noiommu: true,
   checkExtension: noiommuCheckExtension,
   open(kernel: Kernel, arg: bigint, cur?: Current): VfioIommuData | number {
