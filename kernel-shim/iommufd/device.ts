@@ -55,6 +55,12 @@ function apertureEnd(ctx: IommufdCtx): bigint {
   return (1n << BigInt(width)) - 1n;
 }
 
+/** ECAP.SC (bit 7): intel-iommu's answer to `IOMMU_CAP_ENFORCE_CACHE_COHERENCY` (`ecap_sc_support`). */
+function snoopControl(ctx: IommufdCtx): boolean {
+  const u = ctx.kernel.iommu?.unit;
+  return u !== undefined && ((u.caps.ecap >> 7n) & 1n) === 1n;
+}
+
 /** Linux `iopt_table_enforce_dev_resv_regions`: the group's reserved regions, owned by the device. */
 function enforceResv(ioas: IoasObject, idev: DeviceObject, ctx: IommufdCtx): number {
   const iommu = ctx.kernel.iommu;
@@ -96,7 +102,9 @@ function autoHwpt(ctx: IommufdCtx, idev: DeviceObject, ioas: IoasObject, cpu?: S
   if (iommu === null) return E.ENODEV;
   const domain = iommu.allocDomain('UNMANAGED');
   if (domain === null) return E.ENOMEM;
-  const hwpt: HwptPagingObject = { type: 'hwpt_paging', id: ctx.allocId(), users: 1, ioas, domain, autoDomain: true, devices: new Set() };
+  const hwpt: HwptPagingObject = {
+    type: 'hwpt_paging', id: ctx.allocId(), users: 1, ioas, domain, autoDomain: true, devices: new Set(), enforceCacheCoherency: snoopControl(ctx),
+  };
   const r = attachToHwpt(ctx, idev, hwpt, cpu);
   if (r < 0) {
     iommu.freeDomain(domain, cpu);

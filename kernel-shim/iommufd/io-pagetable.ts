@@ -208,15 +208,19 @@ export class IoPagetable {
     a.frames = null;
   }
 
-  /** Maps a pinned area into `d`, physically contiguous frames as one run. */
+  /**
+   * Maps a pinned area into `d`, physically contiguous frames as one run; with large pages disabled one
+   * page at a time (Linux `batch_iommu_map_small`), so no IOPTE spans a later split.
+   */
   #mapArea(a: IoptArea, d: IommuDomain, cpu?: SimProcess): number {
     const iommu = this.iommu;
     const frames = a.frames;
     if (iommu === null || frames === null) return E.EINVAL;
     const base = Number(a.start);
+    const small = this.disableLargePages;
     let runStart = 0;
     for (let i = 1; i <= frames.length; i++) {
-      if (i < frames.length && frames[i] === (frames[i - 1] as number) + 1) continue;
+      if (!small && i < frames.length && frames[i] === (frames[i - 1] as number) + 1) continue;
       const r = iommu.map(d, base + runStart * PAGE_SIZE, (frames[runStart] as number) * PAGE_SIZE, (i - runStart) * PAGE_SIZE, a.prot, cpu);
       if (r < 0) {
         if (runStart > 0) iommu.unmap(d, base, runStart * PAGE_SIZE, cpu);
@@ -261,6 +265,49 @@ export class IoPagetable {
       unmapped += a.last - a.start + 1n;
     }
     return { rc: unmapped > 0n ? 0 : E.ENOENT, unmapped };
+  }
+
+  /**
+   * Linux `iopt_area_split`: `a` becomes `[a.start, iova]` and `[iova + 1, a.last]` over the same pages
+   * (nothing to do when `iova` is the area's first or last byte). `-EINVAL` when the second part's IOVA or
+   * page offset breaks the alignment, or when a domain holds the area and large pages are on (an IOPTE
+   * could span the cut). The domains' IOPTEs stay as they are.
+   */
+  #splitArea(a: IoptArea, iova: bigint): number {
+    if (iova === a.start || iova === a.last) return 0;
+    const newStart = iova + 1n;
+    const m = this.iovaAlignment - 1n;
+    const rhsByte = a.startByte + (newStart - a.start);
+    if ((newStart & m) !== 0n || (rhsByte & m) !== 0n) return E.EINVAL;
+    if (a.frames !== null && !this.disableLargePages) return E.EINVAL;
+    const lhs: IoptArea = { start: a.start, last: iova, pages: a.pages, startByte: a.startByte, prot: a.prot, frames: null };
+    const rhs: IoptArea = { start: newStart, last: a.last, pages: a.pages, startByte: rhsByte, prot: a.prot, frames: null };
+    if (a.frames !== null) {
+      const [lf, ll] = IoPagetable.span(lhs);
+      const [rf] = IoPagetable.span(rhs);
+      lhs.frames = a.frames.slice(0, ll - lf + 1);
+      rhs.frames = a.frames.slice(rf - lf);
+      // A page both halves cover (possible only below page alignment) needs a pin reference per half.
+      if (rf === ll) a.pages.pin(rf, rf);
+    }
+    const i = this.areas.indexOf(a);
+    this.areas.splice(i, 1, lhs, rhs);
+    a.pages.refs++;
+    return 0;
+  }
+
+  /**
+   * Linux `iopt_cut_iova`: splits the area holding each of `iovas` so that it ends there (the type1 v1
+   * emulation cuts at both ends of an unmap request). Stops at the first error.
+   */
+  cutIova(iovas: readonly bigint[]): number {
+    for (const iova of iovas) {
+      const a = this.areaIterFirst(iova, iova);
+      if (a === undefined) continue;
+      const r = this.#splitArea(a, iova);
+      if (r < 0) return r;
+    }
+    return 0;
   }
 
   /** Linux `iopt_unmap_iova`: length 0 `EINVAL`, wrap `EOVERFLOW`, then {@link unmapRange}. */

@@ -17,6 +17,7 @@ import { IoPagetable } from './io-pagetable.ts';
 import { ioasAlloc, ioasAllowIovas, ioasCopy, ioasIovaRanges, ioasMap, ioasOptionHugePages, ioasUnmap } from './ioas.ts';
 import type { DeviceObject, IoasObject, IommufdObject } from './objects.ts';
 import { IoptPages, type AccountMode } from './pages.ts';
+import { iommufdVfioIoctl } from './vfio-compat.ts';
 
 /**
  * The iommufd context and `/dev/iommu`'s file operations (Linux `drivers/iommu/iommufd/main.c`): each open
@@ -24,11 +25,6 @@ import { IoptPages, type AccountMode } from './pages.ts';
  * `XA_FLAGS_ALLOC1`); ioctls go through one table indexed by `nr - 0x80`. Closing the fd destroys every
  * object, leaves first (devices bound by a driver hold the file open, as `iommufd_ctx_get` does).
  */
-
-/** Linux `iommufd_vfio_ioctl`: the VFIO container ioctls on `/dev/iommu` (the compat layer comes later). */
-export function iommufdVfioIoctl(_ctx: IommufdCtx, _cur: Current, _request: number, _arg: bigint): number {
-  return E.ENOTTY;
-}
 
 /** One iommufd context (Linux `struct iommufd_ctx`). */
 export class IommufdCtx {

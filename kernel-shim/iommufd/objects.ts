@@ -31,6 +31,11 @@ export interface HwptPagingObject extends ObjectBase {
   readonly domain: IommuDomain;
   /** Made by attaching an IOAS id (destroyed when its last device detaches). */
   readonly autoDomain: boolean;
+  /**
+   * Linux `enforce_cache_coherency`: set when the first device's IOMMU reports
+   * `IOMMU_CAP_ENFORCE_CACHE_COHERENCY` (VT-d: ECAP.SC), so the domain forces snooping.
+   */
+  readonly enforceCacheCoherency: boolean;
   /** Devices attached now. */
   readonly devices: Set<DeviceObject>;
 }
