@@ -8,7 +8,10 @@
 import { describe, expect, it } from 'vitest';
 import { iommufdFromFile, type IommufdCtx } from '../kernel-shim/iommufd/index.ts';
 import { MAP, O, PROT, type Sys } from '../kernel-shim/index.ts';
-import { IOMMUFD, IOMMU_VFIO_IOAS, VFIO, VFIO_DMA_MAP_FLAG, VFIO_DMA_UNMAP_FLAG, VFIO_EXT } from '../kernel-shim/uapi/index.ts';
+import {
+  IOMMUFD, IOMMU_VFIO_IOAS, VFIO, VFIO_DMA_MAP_FLAG, VFIO_DMA_UNMAP_FLAG, VFIO_EXT, ioctlLayout, vfio_iommu_type1_dma_map,
+  vfio_iommu_type1_dma_unmap, vfio_iommu_type1_info,
+} from '../kernel-shim/uapi/index.ts';
 import { bindVfioPci, withMachine } from '../userspace/index.ts';
 import { devicePort } from './dma-port.ts';
 import { errnoOf } from './sys-errno.ts';
@@ -37,6 +40,13 @@ async function openCompat(sys: Sys, b: Booted, compat = true): Promise<{ fd: num
 const areasOf = (ctx: IommufdCtx): string[] => (ctx.vfioIoas?.iopt.areas ?? []).map((a) => `${a.start.toString(16)}-${a.last.toString(16)}`);
 
 describe('VFIO compat on /dev/iommu: the rules', () => {
+  it('object-form arguments pick the container structs where device-fd ioctls share the numbers', () => {
+    // 0x3B70/0x3B71 are also GET_PCI_HOT_RESET_INFO / PCI_HOT_RESET on a device fd: the fields decide.
+    expect(ioctlLayout(VFIO.IOMMU_MAP_DMA, mapArg(0n, 0n, PG))).toBe(vfio_iommu_type1_dma_map);
+    expect(ioctlLayout(VFIO.IOMMU_UNMAP_DMA, unmapArg(0n, PG))).toBe(vfio_iommu_type1_dma_unmap);
+    expect(ioctlLayout(VFIO.IOMMU_GET_INFO, { argsz: 16, flags: 0, iova_pgsizes: 0n })).toBe(vfio_iommu_type1_info);
+  });
+
   it('GET_API_VERSION, CHECK_EXTENSION, SET_IOMMU, and ENOTTY for the rest', async () => {
     const b = boot();
     await run(async (sys) => {
@@ -205,6 +215,11 @@ describe('VFIO compat on /dev/iommu: the rules', () => {
       const all = unmapArg(0n, 0n, VFIO_DMA_UNMAP_FLAG.ALL);
       await unmap(all);
       expect(all.size).toBe(0x4000n);
+      // DESTROY of the compat IOAS (it holds only mappings) leaves no compat IOAS: ENODEV.
+      const ioasId = ctx.vfioIoas?.id ?? 0;
+      await sys.ioctl(fd, IOMMUFD.DESTROY, { size: 8, id: ioasId });
+      expect(await errnoOf(unmap(all))).toBe('ENODEV');
+      expect(await errnoOf(sys.ioctl(fd, VFIO.IOMMU_MAP_DMA, mapArg(m.addr, 0n, PG)))).toBe('ENODEV');
       await sys.close(fd);
     }, { booted: b });
   });
