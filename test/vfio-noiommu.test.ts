@@ -105,6 +105,8 @@ describe('the fake group (vfio_group_find_or_alloc, vfio_noiommu_group_alloc)', 
     expect(b.kernel.tainted).toBe(1 << TAINT.USER);
     const lines = b.kernel.log.records.filter((r) => r.text === TAINT_LINE);
     expect(lines.map((r) => r.level)).toEqual(['warn']);
+    // iommu_group_add_device's line comes first, as in a real boot's dmesg.
+    expect(b.kernel.log.dmesg()).toMatch(/vfio-pci 0000:00:03\.0: Adding to iommu group 0\n.*vfio-pci 0000:00:03\.0: Adding kernel taint for vfio-noiommu group on device/);
     expect(vfioGroups(b.kernel).map((g) => [g.name, g.type])).toEqual([['noiommu-0', 'noiommu']]);
   });
 
@@ -121,6 +123,7 @@ describe('the fake group (vfio_group_find_or_alloc, vfio_noiommu_group_alloc)', 
       expect(await sys.readdir('/dev/vfio')).toEqual(['noiommu-0', 'vfio']);
     }, { booted: b });
     expect(b.kernel.log.records.filter((r) => r.text === TAINT_LINE)).toHaveLength(2);
+    expect(b.kernel.log.dmesg()).toMatch(/vfio-pci 0000:00:03\.0: Removing from iommu group 0/);
   });
 });
 

@@ -69,7 +69,8 @@ export function isNoiommuGroup(kernel: Kernel, g: IommuGroupK): boolean {
 /**
  * Linux `vfio_noiommu_group_alloc`'s IOMMU side: `iommu_group_alloc` (the lowest id no IOMMU group
  * uses: from 0 on a machine without an IOMMU), `iommu_group_set_name(.., "vfio-noiommu")`,
- * `iommu_group_add_device`. sysfs as Linux shows it: `/sys/kernel/iommu_groups/<N>/{name, type
+ * `iommu_group_add_device` (its `Adding to iommu group <N>` line, under the driver probing the device).
+ * sysfs as Linux shows it: `/sys/kernel/iommu_groups/<N>/{name, type
  * ("unknown": no default domain), reserved_regions (empty), devices/<bdf>}` and the device's
  * `iommu_group` link.
  */
@@ -92,19 +93,23 @@ export function noiommuGroupAlloc(kernel: Kernel, pdev: PciDev): IommuGroupK {
   vfs.add(`${dir}/reserved_regions`, ro(''));
   vfs.symlink(`${dir}/devices/${pdev.name}`, relativeLink(`${dir}/devices`, pdev.sysfsPath));
   vfs.symlink(`${pdev.sysfsPath}/iommu_group`, relativeLink(pdev.sysfsPath, dir));
+  kernel.log.printk('info', `vfio-pci ${pdev.name}: Adding to iommu group ${id}`);
   return g;
 }
 
 /**
- * Linux `iommu_group_remove_device` for a fake group (`vfio_device_remove_group`): the device's link and
- * the group's directory go (its last device, the last reference).
+ * Linux `iommu_group_remove_device` for a fake group (`vfio_device_remove_group`): `Removing from iommu
+ * group <N>`, then the device's link and the group's directory go (its last device, the last reference).
  */
 export function noiommuGroupFree(kernel: Kernel, g: IommuGroupK): void {
   const map = fakeGroups.get(kernel);
   if (map?.get(g.id) !== g) return;
   map.delete(g.id);
   const vfs = kernel.vfs;
-  for (const d of g.devices) vfs.remove(`${d.sysfsPath}/iommu_group`);
+  for (const d of g.devices) {
+    kernel.log.printk('info', `vfio-pci ${d.name}: Removing from iommu group ${g.id}`);
+    vfs.remove(`${d.sysfsPath}/iommu_group`);
+  }
   vfs.remove(g.sysfsPath);
 }
 
