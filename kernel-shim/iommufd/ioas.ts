@@ -35,10 +35,17 @@ export function getIoas(ctx: IommufdCtx, id: number): IoasObject | number {
  * the other bytes would be written back as they were read, so only the field is stored.
  */
 function respondU64(cur: Current, arg: bigint, offset: number, v: bigint): number {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigUint64(0, v, true);
-  return copyBytesToUser(cur.mm, arg, offset, b);
+  u64View.setBigUint64(0, v, true);
+  return copyBytesToUser(cur.mm, arg, offset, u64Bytes);
 }
+
+/** The u64 a respond writes (copied out at once). */
+const u64Bytes = new Uint8Array(8);
+const u64View = new DataView(u64Bytes.buffer);
+/** Offsets of the fields MAP, COPY and UNMAP write back. */
+const MAP_IOVA_OFF = offsetof(iommu_ioas_map, 'iova');
+const COPY_DST_OFF = offsetof(iommu_ioas_copy, 'dst_iova');
+const UNMAP_LENGTH_OFF = offsetof(iommu_ioas_unmap, 'length');
 
 /** `iommufd_ucmd_respond`. */
 function respond<T>(cur: Current, arg: bigint, layout: Parameters<typeof copyStructToUser<T>>[2], c: CopiedStruct<T>): number {
@@ -122,7 +129,7 @@ export function ioasMap(ctx: IommufdCtx, cur: Current, arg: bigint, c: CopiedStr
   const iova = ioas.iopt.mapPages([{ pages, startByte: cmd.user_va - pages.uptr, length: cmd.length }], cmd.length, fixed, prot(cmd.flags), cur.thread);
   if (typeof iova === 'number') return iova;
   cmd.iova = iova;
-  return respondU64(cur, arg, offsetof(iommu_ioas_map, 'iova'), iova);
+  return respondU64(cur, arg, MAP_IOVA_OFF, iova);
 }
 
 /**
@@ -146,7 +153,7 @@ export function ioasCopy(ctx: IommufdCtx, cur: Current, arg: bigint, c: CopiedSt
   const iova = dst.iopt.mapPages(slices, cmd.length, fixed, prot(cmd.flags), cur.thread);
   if (typeof iova === 'number') return iova;
   cmd.dst_iova = iova;
-  return respondU64(cur, arg, offsetof(iommu_ioas_copy, 'dst_iova'), iova);
+  return respondU64(cur, arg, COPY_DST_OFF, iova);
 }
 
 /**
@@ -167,7 +174,7 @@ export function ioasUnmap(ctx: IommufdCtx, cur: Current, arg: bigint, c: CopiedS
     unmapped = r.unmapped;
   }
   cmd.length = unmapped;
-  return respondU64(cur, arg, offsetof(iommu_ioas_unmap, 'length'), unmapped);
+  return respondU64(cur, arg, UNMAP_LENGTH_OFF, unmapped);
 }
 
 /**
