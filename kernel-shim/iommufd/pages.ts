@@ -3,6 +3,9 @@ import type { Kernel } from '../kernel.ts';
 import type { Mm } from '../mm/mm.ts';
 import { PAGE_SIZE } from '../uapi/linux.ts';
 
+/** `Number.MAX_SAFE_INTEGER` as a bigint, made once. */
+const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
+
 /**
  * The pinned-page store of iommufd (Linux `drivers/iommu/iommufd/pages.c`, `struct iopt_pages`): one
  * linear chunk of a process's virtual memory that one or more IOAS areas point into (a COPY shares it, so
@@ -109,12 +112,11 @@ export class IoptPages {
     }
     const va = this.uptr + BigInt(i) * PAGE;
     const mm = this.source.mm;
-    const r = mm.pinPages(va > BigInt(Number.MAX_SAFE_INTEGER) ? -1 : Number(va), 1, this.writable);
-    if (typeof r === 'number') return r;
-    const frame = r[0] as number;
+    const frame = mm.pinPage(va > MAX_SAFE_BIG ? -1 : Number(va), this.writable);
+    if (frame < 0) return frame;
     const a = this.#account(1);
     if (a < 0) {
-      mm.unpinPages(r);
+      mm.pages.unpin(frame);
       return a;
     }
     this.#pinned.set(i, { frame, refs: 1 });
@@ -128,7 +130,7 @@ export class IoptPages {
       if (p === undefined) continue;
       if (--p.refs > 0) continue;
       this.#pinned.delete(i);
-      this.source.mm.unpinPages([p.frame]);
+      this.source.mm.pages.unpin(p.frame);
       this.#unaccount(1);
     }
   }
