@@ -21,11 +21,12 @@ const JOBS = 20_000;
 const DEPTH32 = 32;
 
 /** Runs `jobs` jobs at `depth` and returns the wall-clock milliseconds of the loop and the virtual time. */
-export async function apexJobs(jobs: number, depth: number): Promise<{ ms: number; simNs: number; interrupts: number }> {
+export async function apexJobs(jobs: number, depth: number): Promise<{ ms: number; simNs: number; interrupts: number; events: number }> {
   const m = createMachine(withApex(resolveMachineConfig({ memory: { size: 64 << 20 } }), true));
   const kernel = bootKernel(m);
   let ms = -1;
   let interrupts = 0;
+  let events = 0;
   let failure: unknown;
   const p = kernel.spawn({ comm: 'e2e' }, async (sys) => {
     const d = await ApexVfio.open(sys, '0000:01:00.0');
@@ -42,6 +43,7 @@ export async function apexJobs(jobs: number, depth: number): Promise<{ ms: numbe
     // Each command page holds the same COPY: written once, as a runtime reuses its command buffers.
     for (let k = 0; k < Math.min(depth, CMD_PAGES); k++) d.submit(ApexOp.COPY, copy, k, false);
     d.tail = 0;
+    const e0 = m.sim.dispatched;
     const t0 = performance.now();
     if (depth === 1) {
       for (let j = 0; j < jobs; j++) {
@@ -57,6 +59,7 @@ export async function apexJobs(jobs: number, depth: number): Promise<{ ms: numbe
       }
     }
     ms = performance.now() - t0;
+    events = m.sim.dispatched - e0;
     interrupts = d.interrupts;
     for (let i = 0; i < PAGE_SIZE; i += 4) {
       if (dst.map.read32(i) !== (i * 2654435761) >>> 0) failure = new Error(`e2e.apex.jobs: destination word ${i / 4} differs`);
@@ -68,7 +71,7 @@ export async function apexJobs(jobs: number, depth: number): Promise<{ ms: numbe
   if (p.error !== undefined) throw p.error;
   if (failure !== undefined) throw failure;
   if ((await p.exited) !== 0 || ms < 0) throw new Error('e2e.apex.jobs: the driver failed');
-  return { ms, simNs: m.sim.now, interrupts };
+  return { ms, simNs: m.sim.now, interrupts, events };
 }
 
 function def(depth: number): BenchmarkDef {
@@ -81,7 +84,7 @@ function def(depth: number): BenchmarkDef {
       await apexJobs(2000, depth);
       return async (): Promise<RunResult> => {
         const r = await apexJobs(JOBS, depth);
-        return { value: JOBS / r.ms, ms: r.ms, extra: { jobs: JOBS, simNs: r.simNs, interrupts: r.interrupts } };
+        return { value: JOBS / r.ms, ms: r.ms, extra: { jobs: JOBS, simNs: r.simNs, interrupts: r.interrupts, eventsPerJob: r.events / JOBS } };
       };
     },
   };
