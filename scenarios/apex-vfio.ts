@@ -1,7 +1,7 @@
 import { PAGE_SIZE, type Mapping, type Sys } from '../kernel-shim/index.ts';
-import { APEX_COMMAND_SIZE, APEX_IRQ_COUNT, APEX_PAGE_TABLE, ApexIrq } from '../device-models/index.ts';
+import { APEX_COMMAND_SIZE, APEX_IRQ_COUNT, APEX_PAGE_TABLE, ApexIrq, ApexOp } from '../device-models/index.ts';
 import { VfioPciDevice, type DmaBuffer, type VfioOpenOptions } from '../userspace/index.ts';
-import { apexReset, hex, off, programIntvecctl, startQueue0, type ApexBar } from './apex-common.ts';
+import { MATMUL, apexReset, hex, matmulRef, off, programIntvecctl, startQueue0, type ApexBar } from './apex-common.ts';
 
 /**
  * A user-space Apex driver over VFIO, the way a runtime that owns the whole device drives it: BAR2 mapped
@@ -203,6 +203,31 @@ export class ApexVfio implements ApexBar {
     this.regs.write64(this.#scStatus, 0xen);
     this.interrupts++;
     return n;
+  }
+
+  /**
+   * One checked matrix multiply: A and B from `rng` written into `bufs.a` and `bufs.b` (C cleared), the job
+   * on gasket slots `slots`, its end awaited, C compared with {@link matmulRef}. `same` of `total` elements
+   * matched (0 when the job did not complete).
+   */
+  async matmul(rng: { u32(): number }, bufs: { a: DmaBuffer; b: DmaBuffer; c: DmaBuffer }, slots: { a: number; b: number; c: number }): Promise<{ end: JobEnd; same: number; total: number }> {
+    const { M, K, N } = MATMUL;
+    const sys = this.#sys;
+    const av = new Int8Array(M * K);
+    const bv = new Int8Array(K * N);
+    for (let i = 0; i < av.length; i++) av[i] = (rng.u32() & 0xff) - 128;
+    for (let i = 0; i < bv.length; i++) bv[i] = (rng.u32() & 0xff) - 128;
+    sys.mem.writeBytes(bufs.a.vaddr, new Uint8Array(av.buffer));
+    sys.mem.writeBytes(bufs.b.vaddr, new Uint8Array(bv.buffer));
+    sys.mem.writeBytes(bufs.c.vaddr, new Uint8Array(4 * M * N));
+    this.submit(ApexOp.MATMUL_I8, { a: devAddr(slots.a), b: devAddr(slots.b), c: devAddr(slots.c), args: [M, K, N] });
+    const end = await this.waitJob();
+    if (end.kind !== 'done') return { end, same: 0, total: M * N };
+    const got = new Int32Array(sys.mem.readBytes(bufs.c.vaddr, 4 * M * N).buffer);
+    const want = matmulRef(av, bv);
+    let same = 0;
+    for (let i = 0; i < got.length; i++) if (got[i] === want[i]) same++;
+    return { end, same, total: got.length };
   }
 
   /** Releases everything through the library (BAR mapping, eventfds, buffers, fds). */

@@ -3,7 +3,7 @@ import { watchOwnerIsolation, watchProcessIsolation } from '../kernel-shim/vfio/
 import { ApexOp, HIB_ERROR } from '../device-models/index.ts';
 import type { Machine } from '../machine/index.ts';
 import { physAddr } from '../userspace/index.ts';
-import { MATMUL, hex, matmulRef, withApex } from './apex-common.ts';
+import { MATMUL, hex, withApex } from './apex-common.ts';
 import { ApexVfio, devAddr } from './apex-vfio.ts';
 import type { Scenario, ScenarioContext } from './scenario.ts';
 
@@ -110,17 +110,8 @@ async function runMode(ctx: ScenarioContext, mode: 'noiommu' | 'iommu'): Promise
     const what = iommu ? 'MAP_DMA IOVAs' : 'physical addresses from /proc/self/pagemap';
     say(`buffers A ${hex(a.iova)}, B ${hex(b.iova)}, C ${hex(c.iova)} (${what}) in gasket slots ${slotA}, ${slotB}, ${slotC}`);
     for (let j = 1; j <= JOBS; j++) {
-      const av = new Int8Array(M * K);
-      const bv = new Int8Array(K * N);
-      for (let i = 0; i < av.length; i++) av[i] = (m.rng.u32() & 0xff) - 128;
-      for (let i = 0; i < bv.length; i++) bv[i] = (m.rng.u32() & 0xff) - 128;
-      sys.mem.writeBytes(a.vaddr, new Uint8Array(av.buffer));
-      sys.mem.writeBytes(b.vaddr, new Uint8Array(bv.buffer));
-      d.submit(ApexOp.MATMUL_I8, { a: devAddr(slotA), b: devAddr(slotB), c: devAddr(slotC), args: [M, K, N] });
-      const end = await d.waitJob();
-      const got = new Int32Array(sys.mem.readBytes(c.vaddr, 4 * M * N).buffer);
-      const want = matmulRef(av, bv);
-      const ok = end.kind === 'done' && got.every((v, i) => v === want[i]);
+      const { end, same, total } = await d.matmul(m.rng, { a, b, c }, { a: slotA, b: slotB, c: slotC });
+      const ok = end.kind === 'done' && same === total;
       if (ok) res.jobsGood++;
       say(`job ${j}: MATMUL_I8 ${M}x${K} * ${K}x${N} ${ok ? 'checked good' : 'WRONG'}`);
     }
