@@ -5,6 +5,7 @@ import { IOMMUFD, IOMMU_IOAS_MAP, iommu_ioas_map, iommu_ioas_unmap } from '../ke
 import { MAP, O, PROT } from '../kernel-shim/uapi/linux.ts';
 import { VFIO } from '../kernel-shim/uapi/vfio.ts';
 import type { BenchmarkDef, RunResult } from './harness.ts';
+import { mapUnmapPairs, UNMAP_AT, type PairLoop } from './map-pairs.ts';
 import { registerBenchmarks } from './registry.ts';
 
 /**
@@ -49,7 +50,7 @@ export async function iommufdMapPairs(n: number, warm: number): Promise<{ ms: nu
     for (let i = 0; i < BUF_PAGES; i++) buf.write32(i * 4096, i);
     const args = await sys.mmap(null, 4096, PROT.READ | PROT.WRITE, MAP.PRIVATE | MAP.ANONYMOUS);
     const mapAt = args.addr;
-    const unmapAt = args.addr + 64n;
+    const unmapAt = args.addr + BigInt(UNMAP_AT);
     const M = IOMMU_IOAS_MAP;
     sys.mem.writeBytes(mapAt, encode(iommu_ioas_map, {
       size: iommu_ioas_map.size, flags: M.FIXED_IOVA | M.READABLE | M.WRITEABLE, ioas_id: alloc.out_ioas_id, __reserved: 0, user_va: buf.addr, length: 4096n, iova: IOVA_BASE,
@@ -61,18 +62,11 @@ export async function iommufdMapPairs(n: number, warm: number): Promise<{ ms: nu
       vas.push(buf.addr + BigInt(i * 4096));
       iovas.push(IOVA_BASE + BigInt(i * 4096));
     }
-    const unmapIova = 64 + UNMAP_IOVA;
-    const pairs = async (count: number): Promise<void> => {
-      for (let i = 0; i < count; i++) {
-        const k = i & (BUF_PAGES - 1);
-        const iova = iovas[k] as bigint;
-        args.write64(MAP_VA, vas[k] as bigint);
-        args.write64(MAP_IOVA, iova);
-        await sys.ioctl(iommufd, IOMMUFD.IOAS_MAP, mapAt);
-        args.write64(unmapIova, iova);
-        await sys.ioctl(iommufd, IOMMUFD.IOAS_UNMAP, unmapAt);
-      }
+    const loop: PairLoop = {
+      sys, fd: iommufd, mapRequest: IOMMUFD.IOAS_MAP, unmapRequest: IOMMUFD.IOAS_UNMAP, args,
+      mapVaOff: MAP_VA, mapIovaOff: MAP_IOVA, unmapIovaOff: UNMAP_IOVA, vas: vas, iovas,
     };
+    const pairs = (count: number): Promise<void> => mapUnmapPairs(loop, count);
     await pairs(warm);
     const syncs0 = iommu.unit.syncs;
     const sim0 = machine.sim.now;

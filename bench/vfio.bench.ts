@@ -4,6 +4,7 @@ import { encode } from '../kernel-shim/uapi/codec.ts';
 import { MAP, O, PROT } from '../kernel-shim/uapi/linux.ts';
 import { VFIO, VFIO_DMA_MAP_FLAG, VFIO_EXT, vfio_iommu_type1_dma_map, vfio_iommu_type1_dma_unmap } from '../kernel-shim/uapi/vfio.ts';
 import type { BenchmarkDef, RunResult } from './harness.ts';
+import { mapUnmapPairs, UNMAP_AT, type PairLoop } from './map-pairs.ts';
 import { registerBenchmarks } from './registry.ts';
 
 /**
@@ -50,7 +51,7 @@ export async function vfioMapPairs(n: number, warm: number): Promise<{ ms: numbe
     // The two structs, encoded once into a page of the driver's own memory.
     const args = await sys.mmap(null, 4096, PROT.READ | PROT.WRITE, MAP.PRIVATE | MAP.ANONYMOUS);
     const mapAt = args.addr;
-    const unmapAt = args.addr + 64n;
+    const unmapAt = args.addr + BigInt(UNMAP_AT);
     sys.mem.writeBytes(mapAt, encode(vfio_iommu_type1_dma_map, {
       argsz: vfio_iommu_type1_dma_map.size, flags: VFIO_DMA_MAP_FLAG.READ | VFIO_DMA_MAP_FLAG.WRITE, vaddr: buf.addr, iova: IOVA_BASE, size: 4096n,
     }));
@@ -61,21 +62,11 @@ export async function vfioMapPairs(n: number, warm: number): Promise<{ ms: numbe
       vaddrs.push(buf.addr + BigInt(i * 4096));
       iovas.push(IOVA_BASE + BigInt(i * 4096));
     }
-    // The fields are rewritten through the driver's own mapping of that page (a plain store in C).
-    const mapVaddr = MAP_VADDR;
-    const mapIova = MAP_IOVA;
-    const unmapIova = 64 + UNMAP_IOVA;
-    const pairs = async (count: number): Promise<void> => {
-      for (let i = 0; i < count; i++) {
-        const k = i & (BUF_PAGES - 1);
-        const iova = iovas[k] as bigint;
-        args.write64(mapVaddr, vaddrs[k] as bigint);
-        args.write64(mapIova, iova);
-        await sys.ioctl(container, VFIO.IOMMU_MAP_DMA, mapAt);
-        args.write64(unmapIova, iova);
-        await sys.ioctl(container, VFIO.IOMMU_UNMAP_DMA, unmapAt);
-      }
+    const loop: PairLoop = {
+      sys, fd: container, mapRequest: VFIO.IOMMU_MAP_DMA, unmapRequest: VFIO.IOMMU_UNMAP_DMA, args,
+      mapVaOff: MAP_VADDR, mapIovaOff: MAP_IOVA, unmapIovaOff: UNMAP_IOVA, vas: vaddrs, iovas,
     };
+    const pairs = (count: number): Promise<void> => mapUnmapPairs(loop, count);
     await pairs(warm);
     const syncs0 = iommu.unit.syncs;
     const sim0 = machine.sim.now;
