@@ -3,6 +3,7 @@ import { APEX_COMMAND_SIZE, APEX_PAGE_TABLE, ApexOp } from '../device-models/ind
 import type { Machine, MachineConfig } from '../machine/index.ts';
 import { MATMUL, apexReset, hex, matmulRef, off, startQueue0, withApex, type ApexBar } from './apex-common.ts';
 import type { Scenario, ScenarioContext } from './scenario.ts';
+import { readText } from '../userspace/index.ts';
 
 const PROT_RW = PROT.READ | PROT.WRITE;
 const { M, K, N } = MATMUL;
@@ -16,13 +17,6 @@ const D = { a: 0, b: 1, c: 2 } as const;
 /** Simple slots: the queue region's pages first, then the data region's. */
 const DATA_SLOT0 = 16;
 
-async function readText(sys: Sys, path: string): Promise<string> {
-  const fd = await sys.open(path, O.RDONLY);
-  const buf = new Uint8Array(256);
-  const n = await sys.read(fd, buf);
-  await sys.close(fd);
-  return new TextDecoder().decode(buf.subarray(0, n)).trim();
-}
 
 /** One map of /dev/uio0 as sysfs shows it. */
 interface UioMap {

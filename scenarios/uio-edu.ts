@@ -2,6 +2,7 @@ import { bootKernel, MAP, O, PAGE_SIZE, PROT, type Kernel, type Mapping, type Sy
 import { DMA_IRQ, DMA_START, EDU_DMA_MASK, EDU_REGS, FACT_IRQ, type EduRegName } from '../device-models/index.ts';
 import type { Machine, MachineConfig } from '../machine/index.ts';
 import type { Scenario, ScenarioContext } from './scenario.ts';
+import { readText, writeText } from '../userspace/index.ts';
 
 const PROT_RW = PROT.READ | PROT.WRITE;
 const MAP_PRIVATE_ANON = MAP.PRIVATE | MAP.ANONYMOUS;
@@ -30,19 +31,7 @@ function uioEduMachine(c: MachineConfig, iommu: boolean): MachineConfig {
   return { ...c, memory: { ...c.memory, size: 256 << 20 }, iommu: { ...c.iommu, enabled: iommu }, pci: { ...c.pci, devices } };
 }
 
-async function readText(sys: Sys, path: string): Promise<string> {
-  const fd = await sys.open(path, O.RDONLY);
-  const buf = new Uint8Array(4096);
-  const n = await sys.read(fd, buf);
-  await sys.close(fd);
-  return new TextDecoder().decode(buf.subarray(0, n)).trim();
-}
 
-async function writeText(sys: Sys, path: string, text: string): Promise<void> {
-  const fd = await sys.open(path, O.WRONLY);
-  await sys.write(fd, text);
-  await sys.close(fd);
-}
 
 /** The physical address behind user address `va`, from `/proc/<pid>/pagemap` (PFN in bits 0-54, present bit 63). */
 async function physOf(sys: Sys, pid: number | 'self', va: bigint): Promise<bigint> {

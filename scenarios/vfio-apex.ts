@@ -4,6 +4,7 @@ import { APEX_MSIX_TABLE, ApexIrq, ApexOp, HIB_ERROR } from '../device-models/in
 import type { Machine } from '../machine/index.ts';
 import { MATMUL, hex, off, withApex } from './apex-common.ts';
 import { ApexVfio, devAddr } from './apex-vfio.ts';
+import { readText } from '../userspace/index.ts';
 import type { Scenario, ScenarioContext } from './scenario.ts';
 
 const { M, K, N } = MATMUL;
@@ -103,11 +104,7 @@ async function driver(sys: Sys, m: Machine, dmesg: () => string[], say: (t: stri
 
 /** The `VmLck` line of the process's status: what the closes left charged to locked_vm. */
 async function lockedVm(sys: Sys): Promise<string> {
-  const fd = await sys.open('/proc/self/status');
-  const buf = new Uint8Array(4096);
-  const n = await sys.read(fd, buf);
-  await sys.close(fd);
-  const line = new TextDecoder().decode(buf.subarray(0, n)).split('\n').find((l) => l.startsWith('VmLck'));
+  const line = (await readText(sys, '/proc/self/status')).split('\n').find((l) => l.startsWith('VmLck'));
   return line === undefined ? 'VmLck missing' : line.replace(/\s+/g, ' ');
 }
 

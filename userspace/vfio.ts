@@ -3,6 +3,7 @@ import {
   IOMMUFD, IOMMU_IOAS_MAP, VFIO, VFIO_API_VERSION, VFIO_DEVICE_FLAGS, VFIO_DMA_MAP_FLAG, VFIO_EXT, VFIO_GROUP_FLAGS, VFIO_IOMMU_TYPE1_INFO_CAP, VFIO_IRQ_SET,
   VFIO_PCI_REGION, infoCaps, vfio_iommu_type1_info, vfio_iommu_type1_info_cap_iova_range, vfio_iommu_type1_info_dma_avail,
 } from '../kernel-shim/uapi/index.ts';
+import { readText, writeText } from './files.ts';
 
 /**
  * A user-space VFIO driver library, written only against the process API ({@link Sys}), in the shape of the
@@ -91,16 +92,6 @@ export interface DmaBuffer {
   readonly contiguous: boolean;
 }
 
-/** Writes `text` to a sysfs attribute. */
-async function sysfsWrite(sys: Sys, path: string, text: string): Promise<void> {
-  const fd = await sys.open(path, O.WRONLY);
-  try {
-    await sys.write(fd, text);
-  } finally {
-    await sys.close(fd);
-  }
-}
-
 /** The name of the driver bound to PCI device `bdf`, or undefined. */
 async function boundDriver(sys: Sys, bdf: string): Promise<string | undefined> {
   try {
@@ -124,9 +115,9 @@ export async function bindVfioPci(sys: Sys, bdf: string): Promise<number> {
   const dev = `/sys/bus/pci/devices/${fullBdf(bdf)}`;
   const current = await boundDriver(sys, fullBdf(bdf));
   if (current !== 'vfio-pci') {
-    await sysfsWrite(sys, `${dev}/driver_override`, 'vfio-pci');
-    if (current !== undefined) await sysfsWrite(sys, `${dev}/driver/unbind`, fullBdf(bdf));
-    await sysfsWrite(sys, '/sys/bus/pci/drivers_probe', fullBdf(bdf));
+    await writeText(sys, `${dev}/driver_override`, 'vfio-pci');
+    if (current !== undefined) await writeText(sys, `${dev}/driver/unbind`, fullBdf(bdf));
+    await writeText(sys, '/sys/bus/pci/drivers_probe', fullBdf(bdf));
   }
   return iommuGroup(sys, bdf);
 }
@@ -571,11 +562,7 @@ export class VfioPciDevice {
   /** The device's `reset_method` in sysfs: the methods `VFIO_DEVICE_RESET` tries, in order (empty without one). */
   async resetMethods(): Promise<string[]> {
     try {
-      const fd = await this.sys.open(`/sys/bus/pci/devices/${this.bdf}/reset_method`, O.RDONLY);
-      const buf = new Uint8Array(128);
-      const n = await this.sys.read(fd, buf);
-      await this.sys.close(fd);
-      return new TextDecoder().decode(buf.subarray(0, n)).trim().split(' ').filter((m) => m !== '');
+      return (await readText(this.sys, `/sys/bus/pci/devices/${this.bdf}/reset_method`)).split(' ').filter((m) => m !== '');
     } catch (e) {
       if (e instanceof SysError && e.code === 'ENOENT') return [];
       throw e;
