@@ -61,8 +61,26 @@ export class Mm {
     this.memlockLimit = memlockLimit;
   }
 
-  /** The VMA containing `addr`, if any. */
+  /** The last VMA {@link find} returned, valid while {@link layoutGen} is what it was then. */
+  #lastVma: Vma | undefined;
+  #lastGen = -1;
+
+  /**
+   * The VMA containing `addr`, if any. The last hit is remembered: accesses cluster (an ioctl argument
+   * page, a buffer), and a VMA only goes away with a layout change, which every removal makes first.
+   */
   find(addr: number): Vma | undefined {
+    const c = this.#lastVma;
+    if (c !== undefined && this.#lastGen === this.layoutGen && addr >= c.start && addr < c.end) return c;
+    const m = this.#search(addr);
+    if (m !== undefined) {
+      this.#lastVma = m;
+      this.#lastGen = this.layoutGen;
+    }
+    return m;
+  }
+
+  #search(addr: number): Vma | undefined {
     const v = this.vmas;
     let lo = 0;
     let hi = v.length - 1;
@@ -185,6 +203,8 @@ export class Mm {
     if (!this.#overlaps(start, end)) return;
     for (const m of this.#range(start, end)) {
       this.vmas.splice(this.vmas.indexOf(m), 1);
+      // Before the release runs anything: no lookup may see the VMA again.
+      this.layoutGen++;
       this.#release(m);
     }
     this.layoutGen++;
@@ -213,7 +233,9 @@ export class Mm {
 
   /** Every mapping removed (exit). */
   teardown(): void {
-    for (const m of this.vmas.splice(0)) this.#release(m);
+    const all = this.vmas.splice(0);
+    this.layoutGen++;
+    for (const m of all) this.#release(m);
     this.layoutGen++;
   }
 
@@ -328,6 +350,22 @@ export class Mm {
       if (m === undefined || m.prot === PROT.NONE || (toUser && (m.prot & PROT.WRITE) === 0)) return E.EFAULT;
       const pageOff = a & (PAGE_SIZE - 1);
       const n = Math.min(len, PAGE_SIZE - pageOff);
+      const b = m.backing;
+      if (b.kind === 'anon' && n <= 64) {
+        // A small copy to or from a present anonymous page (an ioctl's struct): straight into the VMA's
+        // buffer, without a page reference object.
+        const idx = (a - pageOff - m.start) >>> PAGE_SHIFT;
+        if ((b.frames[idx] as number) >= 0) {
+          const all = wholeBuffer(b.buffer);
+          const base = b.bufferOffset + idx * PAGE_SIZE + pageOff;
+          if (toUser) for (let i = 0; i < n; i++) all[base + i] = buf[off + i] as number;
+          else for (let i = 0; i < n; i++) buf[off + i] = all[base + i] as number;
+          a += n;
+          off += n;
+          len -= n;
+          continue;
+        }
+      }
       const p = this.#page(m, a - pageOff, toUser);
       if (typeof p === 'number') return E.EFAULT;
       if ('bytes' in p) {
@@ -477,4 +515,15 @@ function splitBacking(b: VmaBacking, k: number, side: 'left' | 'right'): VmaBack
   }
   if (b.kind === 'io') return side === 'left' ? b : { kind: 'io', phys: b.phys + k * PAGE_SIZE };
   return b;
+}
+
+/** A `Uint8Array` over the whole of an anonymous VMA's buffer, made once per buffer. */
+const wholeViews = new WeakMap<ArrayBufferLike, Uint8Array>();
+function wholeBuffer(buffer: ArrayBufferLike): Uint8Array {
+  let v = wholeViews.get(buffer);
+  if (v === undefined) {
+    v = new Uint8Array(buffer);
+    wholeViews.set(buffer, v);
+  }
+  return v;
 }
