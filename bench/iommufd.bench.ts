@@ -5,7 +5,7 @@ import { IOMMUFD, IOMMU_IOAS_MAP, iommu_ioas_map, iommu_ioas_unmap } from '../ke
 import { MAP, O, PROT } from '../kernel-shim/uapi/linux.ts';
 import { VFIO } from '../kernel-shim/uapi/vfio.ts';
 import type { BenchmarkDef, RunResult } from './harness.ts';
-import { mapUnmapPairs, UNMAP_AT, type PairLoop } from './map-pairs.ts';
+import { timePairs, UNMAP_AT, type PairTiming } from './map-pairs.ts';
 import { registerBenchmarks } from './registry.ts';
 
 /**
@@ -31,12 +31,12 @@ async function sysfsWrite(sys: Sys, path: string, text: string): Promise<void> {
 }
 
 /** Runs `n` MAP + UNMAP pairs (after `warm` untimed ones) and times the `n`. */
-export async function iommufdMapPairs(n: number, warm: number): Promise<{ ms: number; simNs: number; syncs: number }> {
+export async function iommufdMapPairs(n: number, warm: number): Promise<PairTiming> {
   const machine = createMachine({ memory: { size: 64 << 20 }, iommu: { enabled: true }, pci: { devices: [{ type: 'edu', bdf: '00:03.0' }] } });
   const kernel = bootKernel(machine);
   const iommu = kernel.iommu;
   if (iommu === null) throw new Error('iommufd.map4k: no IOMMU');
-  let out: { ms: number; simNs: number; syncs: number } | undefined;
+  let out: PairTiming | undefined;
   const p = kernel.spawn({ comm: 'bench' }, async (sys) => {
     await sysfsWrite(sys, '/sys/bus/pci/drivers/vfio-pci/new_id', '1234 11e8');
     const cdev = (await sys.readdir('/sys/bus/pci/devices/0000:00:03.0/vfio-dev'))[0] as string;
@@ -56,25 +56,10 @@ export async function iommufdMapPairs(n: number, warm: number): Promise<{ ms: nu
       size: iommu_ioas_map.size, flags: M.FIXED_IOVA | M.READABLE | M.WRITEABLE, ioas_id: alloc.out_ioas_id, __reserved: 0, user_va: buf.addr, length: 4096n, iova: IOVA_BASE,
     }));
     sys.mem.writeBytes(unmapAt, encode(iommu_ioas_unmap, { size: iommu_ioas_unmap.size, ioas_id: alloc.out_ioas_id, iova: IOVA_BASE, length: 4096n }));
-    const vas: bigint[] = [];
-    const iovas: bigint[] = [];
-    for (let i = 0; i < BUF_PAGES; i++) {
-      vas.push(buf.addr + BigInt(i * 4096));
-      iovas.push(IOVA_BASE + BigInt(i * 4096));
-    }
-    const loop: PairLoop = {
+    out = await timePairs(kernel, {
       sys, fd: iommufd, mapRequest: IOMMUFD.IOAS_MAP, unmapRequest: IOMMUFD.IOAS_UNMAP, args,
-      mapVaOff: MAP_VA, mapIovaOff: MAP_IOVA, unmapIovaOff: UNMAP_IOVA, vas: vas, iovas,
-    };
-    const pairs = (count: number): Promise<void> => mapUnmapPairs(loop, count);
-    await pairs(warm);
-    const syncs0 = iommu.unit.syncs;
-    const sim0 = machine.sim.now;
-    const t0 = performance.now();
-    await pairs(n);
-    const ms = performance.now() - t0;
-    out = { ms, simNs: machine.sim.now - sim0, syncs: iommu.unit.syncs - syncs0 };
-    if (kernel.userPages.pinned !== 0) throw new Error('iommufd.map4k: pages left pinned');
+      mapVaOff: MAP_VA, mapIovaOff: MAP_IOVA, unmapIovaOff: UNMAP_IOVA, buf: buf.addr, iovaBase: IOVA_BASE, pages: BUF_PAGES,
+    }, n, warm, 'iommufd.map4k');
     await sys.close(dev);
     await sys.close(iommufd);
     return 0;

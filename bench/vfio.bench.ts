@@ -4,7 +4,7 @@ import { encode } from '../kernel-shim/uapi/codec.ts';
 import { MAP, O, PROT } from '../kernel-shim/uapi/linux.ts';
 import { VFIO, VFIO_DMA_MAP_FLAG, VFIO_EXT, vfio_iommu_type1_dma_map, vfio_iommu_type1_dma_unmap } from '../kernel-shim/uapi/vfio.ts';
 import type { BenchmarkDef, RunResult } from './harness.ts';
-import { mapUnmapPairs, UNMAP_AT, type PairLoop } from './map-pairs.ts';
+import { timePairs, UNMAP_AT, type PairTiming } from './map-pairs.ts';
 import { registerBenchmarks } from './registry.ts';
 
 /**
@@ -32,12 +32,12 @@ async function sysfsWrite(sys: Sys, path: string, text: string): Promise<void> {
 }
 
 /** Runs `n` MAP + UNMAP pairs (after `warm` untimed ones) and times the `n`. */
-export async function vfioMapPairs(n: number, warm: number): Promise<{ ms: number; simNs: number; syncs: number }> {
+export async function vfioMapPairs(n: number, warm: number): Promise<PairTiming> {
   const machine = createMachine({ memory: { size: 64 << 20 }, iommu: { enabled: true }, pci: { devices: [{ type: 'edu', bdf: '00:03.0' }] } });
   const kernel = bootKernel(machine);
   const iommu = kernel.iommu;
   if (iommu === null) throw new Error('vfio.map4k: no IOMMU');
-  let out: { ms: number; simNs: number; syncs: number } | undefined;
+  let out: PairTiming | undefined;
   const p = kernel.spawn({ comm: 'bench' }, async (sys) => {
     await sysfsWrite(sys, '/sys/bus/pci/drivers/vfio-pci/new_id', EDU_ID);
     const link = await sys.readlink('/sys/bus/pci/devices/0000:00:03.0/iommu_group');
@@ -56,25 +56,10 @@ export async function vfioMapPairs(n: number, warm: number): Promise<{ ms: numbe
       argsz: vfio_iommu_type1_dma_map.size, flags: VFIO_DMA_MAP_FLAG.READ | VFIO_DMA_MAP_FLAG.WRITE, vaddr: buf.addr, iova: IOVA_BASE, size: 4096n,
     }));
     sys.mem.writeBytes(unmapAt, encode(vfio_iommu_type1_dma_unmap, { argsz: vfio_iommu_type1_dma_unmap.size, flags: 0, iova: IOVA_BASE, size: 4096n }));
-    const vaddrs: bigint[] = [];
-    const iovas: bigint[] = [];
-    for (let i = 0; i < BUF_PAGES; i++) {
-      vaddrs.push(buf.addr + BigInt(i * 4096));
-      iovas.push(IOVA_BASE + BigInt(i * 4096));
-    }
-    const loop: PairLoop = {
+    out = await timePairs(kernel, {
       sys, fd: container, mapRequest: VFIO.IOMMU_MAP_DMA, unmapRequest: VFIO.IOMMU_UNMAP_DMA, args,
-      mapVaOff: MAP_VADDR, mapIovaOff: MAP_IOVA, unmapIovaOff: UNMAP_IOVA, vas: vaddrs, iovas,
-    };
-    const pairs = (count: number): Promise<void> => mapUnmapPairs(loop, count);
-    await pairs(warm);
-    const syncs0 = iommu.unit.syncs;
-    const sim0 = machine.sim.now;
-    const t0 = performance.now();
-    await pairs(n);
-    const ms = performance.now() - t0;
-    out = { ms, simNs: machine.sim.now - sim0, syncs: iommu.unit.syncs - syncs0 };
-    if (kernel.userPages.pinned !== 0) throw new Error('vfio.map4k: pages left pinned');
+      mapVaOff: MAP_VADDR, mapIovaOff: MAP_IOVA, unmapIovaOff: UNMAP_IOVA, buf: buf.addr, iovaBase: IOVA_BASE, pages: BUF_PAGES,
+    }, n, warm, 'vfio.map4k');
     return 0;
   });
   await machine.sim.run();
