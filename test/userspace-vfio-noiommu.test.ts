@@ -4,21 +4,12 @@
  * reaching them untranslated.
  */
 import { describe, expect, it } from 'vitest';
-import { type Sys } from '../kernel-shim/index.ts';
 import { VfioPciDevice, VfioSetupError, physAddr, withMachine } from '../userspace/index.ts';
+import { EDU, eduDma } from './edu-dma.ts';
 
 const NOIOMMU_CFG = { memory: { size: 64 << 20 }, iommu: { enabled: false }, pci: { devices: [{ type: 'edu' as const, bdf: '00:03.0' }] } };
 const CMDLINE = { cmdline: 'vfio.enable_unsafe_noiommu_mode=1' };
-const EDU = { src: 0x80, dst: 0x88, count: 0x90, cmd: 0x98, buf: 0x40000 } as const;
 
-async function eduDma(sys: Sys, bar: { read32(o: number): number; write64(o: number, v: bigint): void }, src: bigint, dst: bigint, len: number, dir: 0 | 1): Promise<void> {
-  bar.write64(EDU.src, src);
-  bar.write64(EDU.dst, dst);
-  bar.write64(EDU.count, BigInt(len));
-  bar.write64(EDU.cmd, BigInt(1 | (dir << 1)));
-  for (let i = 0; i < 1000 && (bar.read32(EDU.cmd) & 1) !== 0; i++) await sys.nanosleep(1_000_000);
-  expect(bar.read32(EDU.cmd) & 1).toBe(0);
-}
 
 /** The error `p` rejects with. */
 async function rejection(p: Promise<unknown>): Promise<unknown> {

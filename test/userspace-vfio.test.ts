@@ -4,22 +4,13 @@
  * device's DMA engine reaches, MSI on an eventfd, and a close that leaves nothing pinned, mapped or open.
  */
 import { describe, expect, it } from 'vitest';
-import { SysError, type Sys } from '../kernel-shim/index.ts';
+import { SysError } from '../kernel-shim/index.ts';
 import { VfioPciDevice, VfioSetupError, withMachine } from '../userspace/index.ts';
+import { EDU, eduDma } from './edu-dma.ts';
 
 const EDU_CFG = { memory: { size: 64 << 20 }, iommu: { enabled: true }, pci: { devices: [{ type: 'edu' as const, bdf: '00:03.0' }] } };
 /** edu registers (spec/devices.md, QEMU edu). */
-const EDU = { raise: 0x60, ack: 0x64, status: 0x24, src: 0x80, dst: 0x88, count: 0x90, cmd: 0x98, buf: 0x40000 } as const;
 
-/** One edu DMA of `len` bytes (dir 0: RAM -> device buffer, 1: device buffer -> RAM), polled to the end (edu starts it from a 100 ms timer). */
-async function eduDma(sys: Sys, bar: { read32(o: number): number; write64(o: number, v: bigint): void }, src: bigint, dst: bigint, len: number, dir: 0 | 1): Promise<void> {
-  bar.write64(EDU.src, src);
-  bar.write64(EDU.dst, dst);
-  bar.write64(EDU.count, BigInt(len));
-  bar.write64(EDU.cmd, BigInt(1 | (dir << 1)));
-  for (let i = 0; i < 1000 && (bar.read32(EDU.cmd) & 1) !== 0; i++) await sys.nanosleep(1_000_000);
-  expect(bar.read32(EDU.cmd) & 1).toBe(0);
-}
 
 describe('userspace VFIO library', () => {
   it('opens the edu by BDF, reads config, maps BAR0, and DMA round-trips through two library IOVAs', async () => {
